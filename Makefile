@@ -1,0 +1,35 @@
+# The two set-up commands of the README. Both create .venv if missing and install what they need:
+# torch==2.13.0 first (the CPU wheel on disk; an unpinned torch would pull gigabytes of CUDA), then the package.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.fnb-installed
+export FNB_DATA_DIR ?= $(abspath ../shared/data)
+
+.PHONY: install demo test lab clean-nbs
+
+$(STAMP): setup.py settings.ini pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The main job: train the cpu-demo encoder on the local data and print its STS-B table.
+demo: install
+	$(BIN)/fnb_train --config configs/cpu-demo.yaml
+
+# Sync check (notebooks are the source of the library), notebook tests, then pytest.
+test: install
+	$(BIN)/nbdev_clean
+	$(BIN)/nbdev_export
+	@if [ -n "$$(git status --porcelain -- nbs fourier_nb)" ]; then \
+	  echo "Notebooks and fourier_nb/ are out of sync (or notebooks not cleaned): run nbdev_clean && nbdev_export and commit."; \
+	  git status --porcelain -- nbs fourier_nb; git diff --stat -- nbs fourier_nb; exit 1; fi
+	$(BIN)/nbdev_test --n_workers 2
+	$(BIN)/pytest -q
+
+# JupyterLab for exploring (as root it needs --allow-root).
+lab: install
+	$(BIN)/jupyter lab --notebook-dir=nbs --no-browser --ip=127.0.0.1 $$( [ "$$(id -u)" = 0 ] && echo --allow-root )

@@ -1,0 +1,44 @@
+"Cross-notebook checks of the foundation: what the core modules import, and the paper's parameter counts."
+import subprocess, sys
+import pytest
+import torch
+from fourier_nb.config import Config
+from fourier_nb.model import SentenceEncoder, count_params
+
+HEAVY = ['numpy', 'pandas', 'pyarrow', 'tokenizers', 'fastcore', 'nbdev', 'matplotlib', 'seaborn', 'yaml',
+         'safetensors', 'datasets', 'scipy', 'tqdm', 'papermill']
+
+def test_core_modules_need_only_torch_and_stdlib():
+    "fourier, model and config import with every third-party package but torch hidden (as on a bare GPU box)."
+    code = f"""
+import sys, importlib.abc
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {HEAVY!r}: raise ImportError('blocked ' + name)
+import torch            # torch may import numpy itself: block only what comes after it
+sys.meta_path.insert(0, Block())
+import fourier_nb.config, fourier_nb.fourier, fourier_nb.model
+m = fourier_nb.model.SentenceEncoder(fourier_nb.config.Config(d_model=32))
+print('ok', m(torch.tensor([[101, 2000, 102]])).shape)
+"""
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert r.stdout.startswith('ok'), r.stderr
+
+def test_import_changes_no_global_state():
+    code = ("import torch; t, s = torch.get_num_threads(), torch.initial_seed(); import matplotlib as m; "
+            "rc = dict(m.rcParams); import fourier_nb, fourier_nb.config, fourier_nb.fourier, fourier_nb.model; "
+            "assert torch.get_num_threads() == t and torch.initial_seed() == s and dict(m.rcParams) == rc; print('ok')")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert r.stdout.strip() == 'ok', r.stderr
+
+@pytest.mark.parametrize('L,d,fourier,learned', [(1, 256, 1_184_256, 8_932_096), (1, 512, 4_727_808, 20_092_416),
+                                                 (2, 256, 2_236_672, 9_984_512), (2, 512, 8_929_792, 24_294_400)])
+def test_paper_parameter_counts(L, d, fourier, learned):
+    assert count_params(SentenceEncoder(Config(n_layers=L, n_heads=L, d_model=d))) == fourier
+    assert count_params(SentenceEncoder(Config(n_layers=L, n_heads=L, d_model=d, embedding='learned'))) == learned
+
+def test_out_of_range_id_raises_for_both_embeddings():
+    for emb in ('fourier', 'learned'):
+        m = SentenceEncoder(Config(embedding=emb, d_model=16))
+        with pytest.raises(ValueError, match='token id 30522 is out of range for vocab_size V=30522'):
+            m(torch.tensor([[101, 30522, 102]]))
