@@ -27,7 +27,7 @@ test: install
 	@if [ -n "$$(git status --porcelain -- nbs fourier_nb)" ]; then \
 	  echo "Notebooks and fourier_nb/ are out of sync (or notebooks not cleaned): run nbdev_clean && nbdev_export and commit."; \
 	  git status --porcelain -- nbs fourier_nb; git diff --stat -- nbs fourier_nb; exit 1; fi
-	$(BIN)/nbdev_test --n_workers 2
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2   # 2 notebooks at once, 1 thread each: no OpenMP oversubscription
 	$(BIN)/pytest -q
 
 # JupyterLab for exploring (as root it needs --allow-root).

@@ -1,0 +1,108 @@
+"Integration tests of a run: papermill parameters, the CLI, kill-and-resume, corrupt checkpoints, NaN, encode."
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+import pytest
+import torch
+from fourier_nb.config import Config, repo_root
+from fourier_nb.run import config_from_args, train_and_eval
+from fourier_nb.train import Trainer, NonFiniteLoss
+from fourier_nb.checkpoint import load_run, read_tensors
+
+ROOT = repo_root(Path(__file__).parent)
+SMOKE = config_from_args([ROOT/'configs/smoke.yaml'])
+
+def smoke(tmp_path, **kw) -> Config:
+    return SMOKE.replace(out_dir=str(tmp_path), **kw)
+
+def test_papermill_parameters_reach_metrics(tmp_path):
+    "Fails if nbdev_clean stripped the `parameters` tag: the defaults cell would overwrite the injected values."
+    pm = pytest.importorskip('papermill')
+    nb = json.loads((ROOT/'nbs/09_run.ipynb').read_text())
+    assert sum('parameters' in c['metadata'].get('tags', []) for c in nb['cells']) == 1
+    pm.execute_notebook(str(ROOT/'nbs/09_run.ipynb'), str(tmp_path/'out.ipynb'), cwd=str(ROOT/'nbs'), progress_bar=False,
+                        parameters=dict(run_name='pm', out_dir=str(tmp_path), d_model=32, n_heads=2, max_steps=6))
+    m = json.loads((tmp_path/'pm'/'metrics.json').read_text())
+    assert (m['d_model'], m['n_heads'], m['steps'], m['train_data']) == (32, 2, 6, Config(nli_train='dev-mix').train_data_name)
+
+def test_papermill_wrong_type_names_the_field(tmp_path):
+    pm = pytest.importorskip('papermill')
+    with pytest.raises(pm.PapermillExecutionError, match=r'Config\.d_model'):
+        pm.execute_notebook(str(ROOT/'nbs/09_run.ipynb'), str(tmp_path/'out.ipynb'), cwd=str(ROOT/'nbs'),
+                            progress_bar=False, parameters=dict(run_name='bad', out_dir=str(tmp_path), d_model='big'))
+
+def _cli(*args, **kw):
+    return subprocess.Popen([sys.executable, '-m', 'fourier_nb.run', '--no-progress', *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+def test_cli_rejects_unknown_key_and_bad_value():
+    for ov, msg in [('d_modle=3', "did you mean 'd_model'"), ('lr=fast', 'Config.lr')]:
+        out, _ = _cli('--config', 'configs/smoke.yaml', '--overrides', ov).communicate(timeout=120)
+        assert msg in out
+
+def test_killed_run_resumes_to_the_same_result(tmp_path):
+    "SIGKILL right after the first checkpoint, restart the same command: the same weights and scores as no kill."
+    args = ['--config', 'configs/smoke.yaml', '--overrides', f'out_dir={tmp_path},max_steps=240,ckpt_every=10,log_every=10']
+    p = _cli(*args[:-1], args[-1] + ',run_name=straight'); p.communicate(timeout=300)
+    p = _cli(*args[:-1], args[-1] + ',run_name=killed')
+    ckpt = tmp_path/'killed'/'checkpoint.safetensors'
+    while not ckpt.exists() and p.poll() is None: time.sleep(0.005)
+    p.send_signal(signal.SIGKILL); p.wait()
+    assert not (tmp_path/'killed'/'metrics.json').exists(), 'the run finished before it could be killed'
+    step = read_tensors(ckpt)[1]['state']['step']
+    assert 0 < step < 240
+    out, _ = _cli(*args[:-1], args[-1] + ',run_name=killed').communicate(timeout=300)
+    a, b = (json.loads((tmp_path/n/'metrics.json').read_text()) for n in ('straight', 'killed'))
+    assert b['resumed_from'] == step and a['resumed_from'] == 0
+    for k in ('loss_final', 'tau_final', 'stsb-dev_spearman', 'stsb-test_spearman', 'stsb-test_pearson'): assert a[k] == b[k], k
+    wa, wb = (read_tensors(tmp_path/n/'model.safetensors')[0] for n in ('straight', 'killed'))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+def test_corrupt_checkpoint_is_named_and_kept(tmp_path):
+    cfg = smoke(tmp_path, run_name='c', max_steps=20)
+    Trainer(cfg, progress=False).fit(stop_at=5)
+    ckpt = tmp_path/'c'/'checkpoint.safetensors'
+    raw = ckpt.read_bytes(); ckpt.write_bytes(raw[:len(raw) // 3])
+    with pytest.raises(ValueError, match='corrupt or truncated'): Trainer(cfg, progress=False).resume()
+    assert ckpt.stat().st_size == len(raw) // 3                      # nothing was overwritten
+    out, _ = _cli('--config', 'configs/smoke.yaml', '--overrides', f'out_dir={tmp_path},run_name=c,max_steps=20').communicate(timeout=120)
+    assert 'corrupt or truncated' in out and str(ckpt) in out
+
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    t = Trainer(smoke(tmp_path, run_name='n', ckpt_every=2, log_every=2, max_steps=20), progress=False)
+    t.model.register_forward_hook(lambda m, i, o: o * float('nan') if t.step == 5 else o)
+    with pytest.raises(NonFiniteLoss, match='loss is nan at step 5'): t.fit()
+    assert read_tensors(tmp_path/'n'/'checkpoint.safetensors')[1]['state']['step'] == 4
+
+def test_encode_and_load_run_refuses_mismatches(tmp_path):
+    m = train_and_eval(smoke(tmp_path, run_name='e', max_steps=5), progress=False)
+    cfg, model = load_run(tmp_path/'e')
+    s = ['A man plays a guitar.', 'A dog runs.', 'Markets fell sharply today in Asia.']
+    v = model.encode(s)
+    assert v.shape == (3, cfg.d_model)
+    assert torch.allclose(v[2], model.encode([s[2]])[0], atol=1e-5)   # input order kept, batch-independent
+    tok = json.loads((tmp_path/'e'/'tokenizer.json').read_text())
+    tok['model']['vocab'].pop('[unused0]')                            # a vocabulary of 30,521 tokens
+    (tmp_path/'e'/'tokenizer.json').write_text(json.dumps(tok))
+    with pytest.raises(Exception, match='vocab|Vocab'): load_run(tmp_path/'e')
+
+def test_runs_without_nbdev_fastcore_papermill_or_datasets(tmp_path):
+    "python -m fourier_nb.run where nbdev, fastcore, papermill, execnb and datasets are missing (the GPU box)."
+    code = f"""
+import sys, importlib.abc, runpy
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('nbdev', 'fastcore', 'papermill', 'datasets', 'execnb'):   # absent on the GPU box
+            raise ImportError('blocked ' + name)
+sys.meta_path.insert(0, Block())
+sys.argv = ['x', '--config', 'configs/smoke.yaml', '--overrides', 'out_dir={tmp_path},run_name=bare,max_steps=4']
+runpy.run_module('fourier_nb.run', run_name='__main__')
+"""
+    r = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert (tmp_path/'bare'/'metrics.json').exists(), r.stdout + r.stderr
+
+STSB_FLOOR = 0.0  # set from a recorded smoke run below
+
+@pytest.mark.slow
+def test_smoke_stsb_floor(tmp_path):
+    m = train_and_eval(smoke(tmp_path, run_name='floor'), progress=False)
+    assert m['stsb-dev_spearman'] > STSB_FLOOR
