@@ -106,3 +106,11 @@ STSB_FLOOR = 0.0  # set from a recorded smoke run below
 def test_smoke_stsb_floor(tmp_path):
     m = train_and_eval(smoke(tmp_path, run_name='floor'), progress=False)
     assert m['stsb-dev_spearman'] > STSB_FLOOR
+
+def test_device_batches_path_matches_host_batches_on_cpu(tmp_path):
+    "The fast path's on-device batches (CPU here, no extra padding) train to the same weights as host batches."
+    a = Trainer(smoke(tmp_path, run_name='host', max_steps=8), progress=False); a.fit()
+    b = Trainer(smoke(tmp_path, run_name='dev', max_steps=8, device_data=True, pad_multiple=1), progress=False); b.fit()
+    assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+    c = Trainer(smoke(tmp_path, run_name='dev8', max_steps=8, device_data=True, pad_multiple=8), progress=False); c.fit()
+    assert all(torch.allclose(x, y, atol=1e-4) for x, y in zip(a.model.state_dict().values(), c.model.state_dict().values()))
