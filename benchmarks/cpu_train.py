@@ -1,7 +1,7 @@
 """CPU training benchmark: the Fourier and the learned-table encoder (1 layer, d=256) for the same wall-clock budget.
 
 Each variant trains in its own process (so peak RSS is its own) on the offline dev-mix pairs, then is scored on STS-B
-dev and test. A third, short entry times the Fourier basis computed per batch instead of read from a (V, d) buffer.
+dev and test and kept as runs/cpu-bench-{fourier,learned}/ (the analysis notebooks read them). A third, short entry times the Fourier basis computed per batch instead of read from a (V, d) buffer.
 
     python benchmarks/cpu_train.py [--budget 180] [--threads 2]      # writes benchmarks/cpu_train.json
 """
@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = dict(nli_train='dev-mix', n_layers=1, n_heads=1, d_model=256, batch_size=128, lr=1e-3, warmup_steps=50,
-              max_steps=20_000, log_every=10, device='cpu', out_dir='/tmp/fnb-bench-cpu')
+              max_steps=20_000, log_every=10, device='cpu', out_dir='runs')
 
 def child(spec: dict) -> dict:
     "Train one variant for spec['budget'] seconds and score it (runs in a fresh process)."
@@ -26,7 +26,14 @@ def child(spec: dict) -> dict:
     out = dict(variant=spec['name'], params=count_params(tr.model), steps=tr.step, train_time_s=round(tr.train_time, 1),
                steps_per_s=round(tr.step / tr.train_time, 2),
                pairs_per_s=round(tr.step * cfg.batch_size / tr.train_time, 1), loss_final=tr.history[-1]['loss'])
-    if spec.get('score', True): out |= stsb_metrics(tr.model, cfg)
+    if spec.get('score', True):
+        out |= stsb_metrics(tr.model, cfg)
+        from fourier_nb.checkpoint import save_model        # kept as runs/cpu-bench-*/ for the analysis notebooks
+        from fourier_nb.data import load_tokenizer
+        from fourier_nb.run import write_json
+        save_model(tr.dir, cfg, tr.model, load_tokenizer(cfg))
+        write_json(tr.dir/'metrics.json', cfg.to_dict() | out | dict(train_data=cfg.train_data_name, status='done',
+                   embedding_params=count_params(tr.model.embed), train_time_s=out['train_time_s']))
     out['peak_rss_mb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return out
 
@@ -36,11 +43,12 @@ def main():
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--out', default=str(ROOT/'benchmarks'/'cpu_train.json'))
     a = ap.parse_args()
-    specs = [dict(name='fourier', cfg=dict(embedding='fourier', run_name='fourier')),
-             dict(name='learned', cfg=dict(embedding='learned', run_name='learned')),
+    specs = [dict(name='fourier', cfg=dict(embedding='fourier', run_name='cpu-bench-fourier')),
+             dict(name='learned', cfg=dict(embedding='learned', run_name='cpu-bench-learned')),
              dict(name='fourier, basis computed per batch', score=False, budget=min(30, a.budget),
-                  cfg=dict(embedding='fourier', basis_cache=False, run_name='fourier-onthefly'))]
-    import shutil; shutil.rmtree(COMMON['out_dir'], ignore_errors=True)
+                  cfg=dict(embedding='fourier', basis_cache=False, run_name='cpu-bench-fourier-onthefly'))]
+    import shutil
+    for s in specs: shutil.rmtree(ROOT/'runs'/s['cfg']['run_name'], ignore_errors=True)   # a fresh run each time
     results = []
     for s in specs:
         s = dict(budget=a.budget, threads=a.threads) | s
