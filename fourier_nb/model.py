@@ -122,14 +122,31 @@ class SentenceEncoder(nn.Module):
         "Sentence vectors (B, d) for token ids (B, T) and a padding mask (B, T), True on real tokens."
         return torch.tanh(self.pooler(masked_mean(self.token_states(ids, mask), mask)))
 
-    def encode(self, sentences: list[str], batch_size: int = 256) -> torch.Tensor:
-        "Sentence vectors (N, d) for raw strings, tokenized with the run's tokenizer, in input order."
+    def encode(self, sentences: str | list[str], batch_size: int = 32, show_progress_bar: bool = False,
+               convert_to_numpy: bool = True, convert_to_tensor: bool = False, normalize_embeddings: bool = False,
+               device=None):
+        "Vectors of raw strings in input order, as sentence-transformers' `encode`: float32 (N, d), or (d,) for one string."
         if self.tokenizer is None:
-            raise ValueError("This encoder has no tokenizer: load it with load_run(...), or set "
-                             "model.tokenizer = fourier_nb.data.load_tokenizer(cfg)")
-        if isinstance(sentences, str): sentences = [sentences]
-        from fourier_nb.evaluate import encode_sequences
-        return encode_sequences(self, [e.ids for e in self.tokenizer.encode_batch(list(sentences))], batch_size)
+            raise ValueError("This encoder has no tokenizer: load it with load_run(...) or hub.from_pretrained(...), "
+                             "or set model.tokenizer = fourier_nb.data.load_tokenizer(cfg)")
+        from fourier_nb.evaluate import encode_sequences, _bar
+        single = isinstance(sentences, str)
+        texts = [sentences] if single else list(sentences)
+        if device is not None: self.to(device)                                # as sentence-transformers does
+        seqs = [e.ids for e in self.tokenizer.encode_batch(texts)]
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))          # like lengths share a batch
+        out = torch.empty(len(seqs), self.cfg.d_model)                        # (N, d), float32 on CPU
+        bar = _bar(len(seqs), 'encode', show_progress_bar)
+        for s in range(0, len(seqs), batch_size):
+            idx = order[s:s + batch_size]
+            out[idx] = encode_sequences(self, [seqs[i] for i in idx], batch_size)
+            bar.update(len(idx))
+        bar.close()
+        if normalize_embeddings: out = F.normalize(out, dim=-1)
+        if single: out = out[0]
+        if convert_to_tensor: return out
+        if convert_to_numpy: return out.numpy()
+        return out if single else list(out)                                   # sentence-transformers: a list of (d,) tensors
 
 def count_params(model: nn.Module) -> int:
     "Trainable parameters (the loss's temperature lives outside the encoder and is not counted, as in the paper)."
