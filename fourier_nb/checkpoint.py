@@ -57,7 +57,8 @@ def save_checkpoint(path, cfg: Config, model, loss_fn, opt, state: dict):
         t |= {f'opt.{pid}.{k}': (v if torch.is_tensor(v) else torch.tensor(v)) for k, v in st.items()}
     t['rng.torch'] = torch.get_rng_state()
     if torch.cuda.is_available(): t['rng.cuda'] = torch.cuda.get_rng_state()
-    meta = dict(config=cfg.to_dict(), state=state, param_groups=osd['param_groups'], py_rng=random.getstate())
+    groups = [{k: v.item() if torch.is_tensor(v) else v for k, v in g.items()} for g in osd['param_groups']]  # graphs: lr tensor
+    meta = dict(config=cfg.to_dict(), state=state, param_groups=groups, py_rng=random.getstate())
     return write_tensors(path, t, meta)
 
 def load_checkpoint(path, cfg: Config, model, loss_fn, opt) -> dict:

@@ -26,7 +26,7 @@ CHOICES = dict(
 # Fields that say how a run is executed, not what it computes: a resumed run may change them.
 RUNTIME_FIELDS = {'run_name', 'out_dir', 'device', 'threads', 'data_dir', 'cache_dir', 'eval_every', 'ckpt_every',
                   'log_every', 'time_limit_s', 'eval_batch_size', 'data_source', 'basis_cache', 'device_data',
-                  'pad_multiple', 'fused_adam', 'compile'}
+                  'pad_multiple', 'fused_adam', 'compile', 'fuse_pairs', 'cuda_graphs'}
 
 def _coerce(name, v, want):
     "Turn `v` into type `want` where that loses nothing; raise a TypeError naming the field otherwise."
@@ -92,6 +92,8 @@ class Config:
     pad_multiple: int = 8           # fast path: pad device batches to a multiple of this length (few static shapes)
     fused_adam: bool = True         # fast path: AdamW's fused kernel (GPU only)
     compile: bool = False           # fast path: torch.compile the encoder
+    fuse_pairs: bool = False        # fast path: one forward pass over anchors and positives together (half the launches)
+    cuda_graphs: bool = False       # fast path (GPU, device_data): the whole step replayed as one CUDA graph per length
     eval_every: int = 0             # STS-B dev evaluation every N steps; 0 = at the end only
     ckpt_every: int = 0             # checkpoint every N steps; 0 = at the end only
     log_every: int = 50             # progress-bar and log update every N steps (the only host syncs in the loop)
@@ -114,6 +116,9 @@ class Config:
         if (self.d_model // self.n_heads) % 2:
             raise ValueError(f"Config.d_model / n_heads = {self.d_model // self.n_heads}: RoPE needs an even head width")
         if self.d_model % 2: raise ValueError(f"Config.d_model={self.d_model}: the sin/cos basis needs an even width")
+        if self.cuda_graphs and (not self.device_data or self.compile):
+            raise ValueError("Config.cuda_graphs=True needs device_data=True (batches gathered inside the graph) and "
+                             "compile=False (one or the other captures the step)")
         for name in ('n_layers', 'vocab_size', 'max_len', 'batch_size', 'max_steps', 'eval_batch_size'):
             if getattr(self, name) < 1: raise ValueError(f"Config.{name}={getattr(self, name)} must be >= 1")
 

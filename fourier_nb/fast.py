@@ -9,7 +9,7 @@ import torch
 from .data import PairBatches
 
 # %% auto #0
-__all__ = ['DeviceBatches']
+__all__ = ['DeviceBatches', 'GraphedStep']
 
 # %% ../nbs/05b_fast.ipynb #f6140242
 class DeviceBatches:
@@ -30,15 +30,92 @@ class DeviceBatches:
         m = self.pad_multiple
         return -(-longest // m) * m
 
-    def batch(self, step: int) -> dict:
-        "{name: (ids (B, T), mask (B, T))} of the global `step`, on the device, with no device-to-host sync."
-        idx_np = self.host.indices(step)
-        idx = torch.from_numpy(idx_np).to(self.device, non_blocking=True)
+    def lengths(self, idx_np: np.ndarray, joint: bool = False) -> list:
+        "Padded length of each part (anchor, positive, ...) of the pairs idx_np; with `joint`, one length for all."
+        Ts = [self.length(int(longest)) for longest in self.host._lens[:, idx_np].max(1)]
+        return [max(Ts)] * len(Ts) if joint else Ts
+
+    def gather(self, idx: torch.Tensor, lengths: list) -> dict:
+        "{name: (ids (B, T), mask (B, T))} of the pair indices `idx` (on the device), part i padded to lengths[i]."
         out = {}
-        for i, k in enumerate(self.flat):
-            T = self.length(int(self.host._lens[i, idx_np].max()))
+        for k, T in zip(self.flat, lengths):
             ar = torch.arange(T, device=self.device)
             mask = ar < self.lens[k][idx][:, None]                                   # (B, T)
             pos = (self.start[k][idx][:, None] + ar).clamp_max(len(self.flat[k]) - 1)
             out[k] = (torch.where(mask, self.flat[k][pos], self.pad_id), mask)
         return out
+
+    def batch(self, step: int, joint: bool = False) -> dict:
+        "{name: (ids (B, T), mask (B, T))} of the global `step`, on the device, with no device-to-host sync."
+        idx_np = self.host.indices(step)
+        return self.gather(torch.from_numpy(idx_np).to(self.device, non_blocking=True), self.lengths(idx_np, joint))
+
+# %% ../nbs/05b_fast.ipynb #69548eba
+class GraphedStep:
+    "The whole training step of a Trainer (gather, forward, loss, backward, clipping, AdamW) as one CUDA graph per padded length."
+    def __init__(self, tr, ring: int = 64):
+        if tr.device.type != 'cuda': raise ValueError("Config.cuda_graphs=True needs a CUDA device; set it False on CPU")
+        if tr.world > 1: raise ValueError("Config.cuda_graphs=True is for one process; set it False under torchrun")
+        self.tr, dev, B = tr, tr.device, tr.cfg.batch_size
+        self.idx = torch.zeros(B, dtype=torch.long, device=dev)                # graph input: this step's pair indices
+        self.lr = torch.tensor(float(tr.cfg.lr), device=dev)                    # graph input: this step's learning rate
+        self.loss = torch.zeros((), device=dev)                                 # graph output: this step's loss
+        self.step_t = torch.zeros((), dtype=torch.long, device=dev)             # the step, counted on the device
+        self.pinned = torch.zeros(ring, B, dtype=torch.long).pin_memory()       # host staging slots for idx, reused
+        self.copied = [None] * ring                                             # an event per slot: its copy is done
+        self.graphs = {}
+
+    def _body(self, T: int):
+        "One step at padded length T, written only in place or into the graph's pool (so it can be captured)."
+        tr = self.tr
+        loss = tr.forward_loss(tr.batches.gather(self.idx, [T] * len(tr.packs)), cache=False)
+        tr.backward_update(loss)
+        self.loss.copy_(loss.detach())
+        tr._bad.copy_(torch.where(torch.isfinite(loss) | (tr._bad >= 0), tr._bad, self.step_t))
+        self.step_t.add_(1)
+
+    def build(self):
+        "Capture one graph per padded length; the warm-up steps this needs are undone, so training is unaffected."
+        tr = self.tr
+        for g in tr.opt.param_groups: g['lr'] = self.lr                        # a tensor lr: read by the captured AdamW
+        params = [p for g in tr.opt.param_groups for p in g['params']]
+        saved = [p.detach().clone() for p in params]
+        had = {p: {k: v.clone() for k, v in tr.opt.state[p].items()} for p in params if p in tr.opt.state}
+        pool, side = torch.cuda.graph_pool_handle(), torch.cuda.Stream()
+        step = tr.batches.length(1)
+        if tr.cfg.max_len // step > 32: raise ValueError(f"cuda_graphs: pad_multiple={step} makes one graph per length up "
+                                                          f"to {tr.cfg.max_len}; use pad_multiple >= {tr.cfg.max_len // 32}")
+        self.idx.copy_(torch.arange(len(self.idx)))                             # warm-up batch: the first B pairs
+        for i, T in enumerate(range(step, tr.batches.length(tr.cfg.max_len) + 1, step)):
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):                                       # warm-up: AdamW state, kernel choices
+                for _ in range(3 if i == 0 else 1):
+                    tr.opt.zero_grad(set_to_none=True); self._body(T)
+            torch.cuda.current_stream().wait_stream(side)
+            tr.opt.zero_grad(set_to_none=True)                                 # backward allocates grads in the graph
+            self.graphs[T] = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graphs[T], pool=pool): self._body(T)
+        with torch.no_grad():                                                   # undo the warm-ups and captures
+            for p, v in zip(params, saved): p.copy_(v)
+            for p in params:
+                for k, v in tr.opt.state[p].items(): v.copy_(had[p][k]) if p in had else v.zero_()
+        tr._bad.fill_(-1); self.step_t.fill_(tr.step)
+        torch.cuda.synchronize()
+
+    def ready(self, step: int) -> bool:
+        "True if step `step` can be issued without waiting (its staging slot's last copy has finished)."
+        ev = self.copied[step % len(self.copied)]
+        return ev is None or ev.query()
+
+    def __call__(self, step: int) -> torch.Tensor:
+        "Run optimiser step `step` by replaying its length's graph on the current stream; no host sync."
+        if not self.graphs: self.build()
+        tr, slot = self.tr, step % len(self.copied)
+        idx_np = tr.batches.host.indices(step)
+        if self.copied[slot] is not None: self.copied[slot].synchronize()      # waits only if the GPU is a ring behind
+        self.pinned[slot].copy_(torch.from_numpy(idx_np))
+        self.idx.copy_(self.pinned[slot], non_blocking=True)
+        self.copied[slot] = torch.cuda.Event(); self.copied[slot].record()
+        self.lr.fill_(tr.lr_at(step))
+        self.graphs[tr.batches.lengths(idx_np, joint=True)[0]].replay()
+        return self.loss

@@ -29,7 +29,9 @@ def make_optimizer(cfg: Config, model, loss_fn, device) -> torch.optim.AdamW:
     rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     rest += [p for p in loss_fn.parameters() if p.requires_grad]
     groups = [dict(params=decay, weight_decay=cfg.weight_decay), dict(params=rest, weight_decay=0.0)]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), fused=cfg.fused_adam and device.type == 'cuda')
+    gpu = device.type == 'cuda'
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), fused=(cfg.fused_adam or cfg.cuda_graphs) and gpu,
+                             capturable=cfg.cuda_graphs and gpu)
 
 # %% ../nbs/05_train.ipynb #f1858ce0
 class NonFiniteLoss(FloatingPointError): pass
@@ -55,6 +57,10 @@ class Trainer:
             self.model.check_ids = False
         else: self.batches = PairBatches(self.packs, cfg.batch_size, cfg.seed, cfg.bucket)
         self.forward = torch.compile(self.model) if cfg.compile else self.model
+        self.graph = None
+        if cfg.cuda_graphs:
+            from fourier_nb.fast import GraphedStep
+            self.graph = GraphedStep(self)                           # captured at the first step, after any resume
         if self.world > 1:
             if cfg.device_data: raise ValueError("device_data=True is not supported with several processes yet")
             self.forward = torch.nn.parallel.DistributedDataParallel(self.forward)
@@ -73,22 +79,23 @@ class Trainer:
 
     def batch(self, step: int) -> dict:
         "This process's batch of `step`: the whole batch, or its rows of it under torchrun."
-        if self.world == 1: return self.batches.batch(step)
+        if self.world == 1:
+            return self.batches.batch(step, joint=True) if self.cfg.fuse_pairs and self.cfg.device_data else self.batches.batch(step)
         from fourier_nb.data import pad_batch
         idx = rank_rows(self.batches.indices(step), self.rank, self.world)
         return {k: pad_batch(p.take(idx)) for k, p in self.packs.items()}
 
     def encode_batch(self, batch: dict) -> list:
-        "Sentence vectors of each part of the batch; under torchrun one forward call, then gathered from all ranks."
+        "Sentence vectors of each part of the batch: one forward call per part, or (fuse_pairs, torchrun) one for all."
         dev = self.device
-        if self.world == 1:
+        if self.world == 1 and not self.cfg.fuse_pairs:
             return [self.forward(ids.to(dev, non_blocking=True), mask.to(dev, non_blocking=True))
                     for ids, mask in batch.values()]                     # anchor, positive (, negative): (B, d) each
         T = max(ids.shape[1] for ids, _ in batch.values())
-        pad = lambda t: torch.nn.functional.pad(t, (0, T - t.shape[1]))
-        ids = torch.cat([pad(i) for i, _ in batch.values()]).to(dev)
+        pad = lambda t: t if t.shape[1] == T else torch.nn.functional.pad(t, (0, T - t.shape[1]))
+        ids = torch.cat([pad(i) for i, _ in batch.values()]).to(dev)    # (parts * B, T)
         mask = torch.cat([pad(m) for _, m in batch.values()]).to(dev)
-        return [gather_rows(v) for v in self.forward(ids, mask).chunk(len(batch))]
+        return [gather_rows(v) for v in self.forward(ids, mask).chunk(len(batch))]   # gathered from all ranks
 
     def resume(self) -> bool:
         "Continue from this run's checkpoint if there is one; True if one was loaded."
@@ -97,20 +104,31 @@ class Trainer:
         self.step, self.train_time, self.history = st['step'], st['train_time'], st['history']
         return True
 
+    def lr_at(self, step: int) -> float: return lr_at(step, self.cfg)
+
+    def forward_loss(self, batch, cache: bool = True) -> torch.Tensor:
+        "InfoNCE of a batch {name: (ids, mask)}, under bf16 autocast when cfg.bf16 on a GPU."
+        dev = self.device
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.cfg.bf16 and dev.type == 'cuda',
+                            cache_enabled=cache):                        # CUDA graphs need the cast cache off
+            vecs = self.encode_batch(batch)
+        return self.loss_fn(*vecs)
+
+    def backward_update(self, loss: torch.Tensor):
+        "Backward, global-norm clipping and the AdamW update (gradients zeroed by the caller)."
+        loss.backward()
+        if self.cfg.grad_clip > 0: torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+
     def train_step(self, batch) -> torch.Tensor:
         "One optimiser step on a batch {name: (ids, mask)}; returns the (detached) loss."
-        dev, cfg = self.device, self.cfg
-        for g in self.opt.param_groups: g['lr'] = lr_at(self.step, cfg)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16 and dev.type == 'cuda'):
-            vecs = self.encode_batch(batch)
-        loss = self.loss_fn(*vecs)
-        if dev.type == 'cpu':
+        for g in self.opt.param_groups: g['lr'] = self.lr_at(self.step)
+        loss = self.forward_loss(batch)
+        if self.device.type == 'cpu':
             if not torch.isfinite(loss): self._stop(loss.item(), self.step)
         else: self._bad = torch.where(torch.isfinite(loss) | (self._bad >= 0), self._bad, self.step)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0: torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.opt.step()
+        self.backward_update(loss)
         return loss.detach()
 
     def _stop(self, value, step, seen_at=None):
@@ -132,7 +150,7 @@ class Trainer:
         bar.update(self.step)
         t0, loss = time.perf_counter(), None
         while self.step < end:
-            loss = self.train_step(self.batch(self.step))
+            loss = self.graph(self.step) if self.graph else self.train_step(self.batch(self.step))
             self.step += 1
             if self.step % cfg.log_every == 0 or self.step == end:
                 if self._bad.item() >= 0: self._stop('nan or inf', self._bad.item(), self.step)   # GPU: checked here
