@@ -95,6 +95,7 @@ class Config:
     fuse_pairs: bool = False        # fast path: one forward pass over anchors and positives together (half the launches)
     cuda_graphs: bool = False       # fast path (GPU, device_data): the whole step replayed as one CUDA graph per length
     eval_every: int = 0             # STS-B dev evaluation every N steps; 0 = at the end only
+    select_on_dev: bool = False     # report the weights of the best STS-B dev evaluation (every eval_every, and the end)
     ckpt_every: int = 0             # checkpoint every N steps; 0 = at the end only
     log_every: int = 50             # progress-bar and log update every N steps (the only host syncs in the loop)
     time_limit_s: float = 0.0       # stop cleanly after this many seconds of training (checkpoint kept); rerun resumes

@@ -9,13 +9,13 @@ from pathlib import Path
 import torch
 from .config import Config, repo_root, run_dir
 from .model import count_params
-from .checkpoint import atomic_write, save_model
+from .checkpoint import atomic_write, load_weights, read_tensors, save_model
 from .evaluate import stsb_metrics, finetune_stsb
 from .train import Trainer
 
 # %% auto #0
-__all__ = ['git_commit', 'write_json', 'train_and_eval', 'read_config_file', 'parse_overrides', 'config_from_args', 'print_table',
-           'main', 'fnb_train']
+__all__ = ['git_commit', 'write_json', 'train_and_eval', 'select_best', 'read_config_file', 'parse_overrides', 'config_from_args',
+           'print_table', 'main', 'fnb_train']
 
 # %% ../nbs/09_run.ipynb #d0388584
 def git_commit() -> str:
@@ -52,6 +52,7 @@ def train_and_eval(cfg: Config, progress: bool = True) -> dict:
                        tau_final=round(tr.loss_fn.tau.item(), 5), loss_final=tr.history[-1]['loss'] if tr.history else None,
                        device_name=_device_name(tr.device), torch=torch.__version__, git_commit=git_commit())
         metrics |= stsb_metrics(tr.model, cfg)
+        if cfg.select_on_dev: metrics |= select_best(tr, metrics)
         save_model(out, cfg, tr.model, load_tokenizer(cfg))
         if cfg.finetune_steps:
             metrics |= finetune_stsb(tr.model, cfg, progress)
@@ -63,6 +64,16 @@ def train_and_eval(cfg: Config, progress: bool = True) -> dict:
         return metrics
     finally:
         torch.set_num_threads(threads)
+
+def select_best(tr: Trainer, last: dict) -> dict:
+    "Model selection on STS-B dev: the last step's scores, or those of the best earlier evaluation's weights."
+    out = {f'last_{k}': v for k, v in last.items() if k.startswith('stsb-')} | dict(selected_step=tr.step)
+    step, dev = tr.best()
+    if step is not None and dev > last['stsb-dev_spearman']:
+        sd, _ = read_tensors(tr.best_path)
+        load_weights(tr.model, sd, tr.best_path)
+        out |= stsb_metrics(tr.model, tr.cfg) | dict(selected_step=step)
+    return out
 
 def _device_name(device) -> str:
     return torch.cuda.get_device_name(device) if device.type == 'cuda' else f'cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)'

@@ -10,7 +10,7 @@ from .config import Config, pick_device, run_dir, set_seed
 from .model import SentenceEncoder
 from .fourier import check_ids
 from .loss import InfoNCE
-from .checkpoint import save_checkpoint, load_checkpoint
+from .checkpoint import save_checkpoint, load_checkpoint, read_tensors, write_tensors
 from .evaluate import stsb_metrics, _bar
 from .distributed import dist_env, init_distributed, rank_rows, gather_rows, agree, barrier, is_main
 
@@ -131,6 +131,21 @@ class Trainer:
         self.backward_update(loss)
         return loss.detach()
 
+    @property
+    def best_path(self): return self.dir/'best.safetensors'
+
+    def best(self) -> tuple:
+        "(step, STS-B dev Spearman) of the best weights kept by `keep_if_best`, or (None, -inf)."
+        if not self.best_path.exists(): return None, -math.inf
+        _, meta = read_tensors(self.best_path)
+        return meta['step'], meta['stsb-dev_spearman']
+
+    def keep_if_best(self, dev_spearman: float) -> bool:
+        "Save the weights as best.safetensors (atomically) if this dev score beats the best so far."
+        if dev_spearman <= self.best()[1]: return False
+        write_tensors(self.best_path, self.model.state_dict(), {'step': self.step, 'stsb-dev_spearman': dev_spearman})
+        return True
+
     def _stop(self, value, step, seen_at=None):
         raise NonFiniteLoss(f"loss is {value} at step {step}" + (f" (seen at step {seen_at})" if seen_at else '')
                             + f": the run stopped; the last good checkpoint is kept at {self.ckpt_path}. "
@@ -161,7 +176,9 @@ class Trainer:
                 self.history.append(dict(step=self.step, loss=round(loss.item(), 5),
                                          tau=round(self.loss_fn.tau.item(), 5), lr=lr_at(self.step - 1, cfg)))
                 if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.max_steps:
-                    if is_main(): self.history[-1] |= self.evaluate()
+                    if is_main():
+                        self.history[-1] |= self.evaluate()
+                        if cfg.select_on_dev: self.keep_if_best(self.history[-1]['stsb-dev_spearman'])
                     barrier()
                 if cfg.ckpt_every and self.step % cfg.ckpt_every == 0: self.save()
                 if cfg.time_limit_s and agree(self.train_time >= cfg.time_limit_s, self.device): break

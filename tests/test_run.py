@@ -117,3 +117,15 @@ def test_device_batches_path_matches_host_batches_on_cpu(tmp_path):
     assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
     c = Trainer(smoke(tmp_path, run_name='dev8', max_steps=8, device_data=True, pad_multiple=8), progress=False); c.fit()
     assert all(torch.allclose(x, y, atol=1e-4) for x, y in zip(a.model.state_dict().values(), c.model.state_dict().values()))
+
+def test_select_on_dev_reports_the_best_dev_weights(tmp_path):
+    "Model selection on STS-B dev: the reported (and saved) weights are those of the best dev evaluation."
+    cfg = smoke(tmp_path, run_name='sel', max_steps=60, eval_every=20, select_on_dev=True)
+    m = train_and_eval(cfg, progress=False)
+    evals = {h['step']: h['stsb-dev_spearman'] for h in json.loads((tmp_path/'sel'/'history.json').read_text())
+             if 'stsb-dev_spearman' in h} | {60: m['last_stsb-dev_spearman']}
+    assert set(evals) == {20, 40, 60}
+    assert m['selected_step'] == max(evals, key=evals.get) and m['stsb-dev_spearman'] == max(evals.values())
+    _, model = load_run(tmp_path/'sel')                                        # the saved weights are the selected ones
+    from fourier_nb.evaluate import stsb_metrics
+    assert stsb_metrics(model, cfg)['stsb-test_spearman'] == m['stsb-test_spearman']
