@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.fnb-installed
 export FNB_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: install demo test lab clean-nbs
+.PHONY: install demo test lab readme
 
 $(STAMP): setup.py settings.ini pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -29,6 +29,10 @@ test: install
 	  git status --porcelain -- nbs fourier_nb; git diff --stat -- nbs fourier_nb; exit 1; fi
 	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2   # 2 notebooks at once, 1 thread each: no OpenMP oversubscription
 	$(BIN)/pytest -q
+
+# README.md is generated from nbs/index.ipynb (quarto cannot be installed here; a test checks they agree).
+readme: install
+	$(PY) tools/readme.py
 
 # JupyterLab for exploring (as root it needs --allow-root).
 lab: install
