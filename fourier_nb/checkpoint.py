@@ -34,15 +34,15 @@ def write_tensors(path, tensors: dict, meta: dict | None = None):
     header = {k: json.dumps(v) for k, v in (meta or {}).items()}
     return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
 
-def read_tensors(path) -> tuple[dict, dict]:
-    "Load (tensors, meta) from a safetensors file; a missing, truncated or corrupt file raises a clear error."
+def read_tensors(path, meta_only: bool = False) -> tuple[dict, dict]:
+    "Load (tensors, meta) from a safetensors file ({} for tensors if meta_only); a missing or corrupt file raises a clear error."
     from safetensors import safe_open
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"No checkpoint file at {path}")
     try:
         with safe_open(str(path), framework='pt') as f:
             meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
-            return {k: f.get_tensor(k) for k in f.keys()}, meta
+            return ({} if meta_only else {k: f.get_tensor(k) for k in f.keys()}), meta
     except Exception as e:
         raise ValueError(f"{path} is corrupt or truncated ({type(e).__name__}: {e}). Delete it to start over, or "
                          f"restore a good copy; nothing was loaded.") from None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from .data import PairBatches
+from .train import lr_at
 
 # %% auto #0
 __all__ = ['DeviceBatches', 'GraphedStep']
@@ -116,6 +117,6 @@ class GraphedStep:
         self.pinned[slot].copy_(torch.from_numpy(idx_np))
         self.idx.copy_(self.pinned[slot], non_blocking=True)
         self.copied[slot] = torch.cuda.Event(); self.copied[slot].record()
-        self.lr.fill_(tr.lr_at(step))
+        self.lr.fill_(lr_at(step, tr.cfg))
         self.graphs[tr.batches.lengths(idx_np, joint=True)[0]].replay()
         return self.loss

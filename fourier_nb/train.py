@@ -104,8 +104,6 @@ class Trainer:
         self.step, self.train_time, self.history = st['step'], st['train_time'], st['history']
         return True
 
-    def lr_at(self, step: int) -> float: return lr_at(step, self.cfg)
-
     def forward_loss(self, batch, cache: bool = True) -> torch.Tensor:
         "InfoNCE of a batch {name: (ids, mask)}, under bf16 autocast when cfg.bf16 on a GPU."
         dev = self.device
@@ -122,7 +120,7 @@ class Trainer:
 
     def train_step(self, batch) -> torch.Tensor:
         "One optimiser step on a batch {name: (ids, mask)}; returns the (detached) loss."
-        for g in self.opt.param_groups: g['lr'] = self.lr_at(self.step)
+        for g in self.opt.param_groups: g['lr'] = lr_at(self.step, self.cfg)
         loss = self.forward_loss(batch)
         if self.device.type == 'cpu':
             if not torch.isfinite(loss): self._stop(loss.item(), self.step)
@@ -137,7 +135,7 @@ class Trainer:
     def best(self) -> tuple:
         "(step, STS-B dev Spearman) of the best weights kept by `keep_if_best`, or (None, -inf)."
         if not self.best_path.exists(): return None, -math.inf
-        _, meta = read_tensors(self.best_path)
+        _, meta = read_tensors(self.best_path, meta_only=True)     # the header only, not the weights
         return meta['step'], meta['stsb-dev_spearman']
 
     def keep_if_best(self, dev_spearman: float) -> bool:
