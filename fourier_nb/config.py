@@ -17,6 +17,8 @@ CHOICES = dict(
     embedding=('fourier', 'learned', 'hash', 'factorized'),
     emb_mlp=('linear', 'geglu', 'none'),
     released_norm=('vocab', 'max_len'),
+    pooler=('tanh', 'none'),
+    norm_position=('post', 'pre'),
     id_order=('identity', 'random', 'frequency'),
     data_source=('local', 'hub'),
     nli_train=('train', 'dev-mix'),
@@ -61,7 +63,7 @@ class Config:
     discard_ffn: bool = False       # ablation: compute each FFN but drop its output, as the released Fourier code does
     id_order: str = 'identity'      # ids seen by the basis: 'identity', 'random' (fixed permutation), 'frequency' (by count)
     basis_cache: bool = True        # hold T(p) for every id as a fixed (V, d) buffer (faster on CPU) vs computing it per batch
-    n_layers: int = 1               # transformer blocks
+    n_layers: int = 1               # transformer blocks; 0 = a bag of token vectors (embedding -> masked mean -> pooler)
     d_model: int = 256              # width d, also the number of basis features
     n_heads: int = 1                # attention heads (the paper uses heads = layers)
     vocab_size: int = 30522         # V, BERT uncased; must equal the tokenizer's vocabulary
@@ -70,6 +72,10 @@ class Config:
     hash_buckets: int = 1024        # 'hash' embedding: rows in the shared pool
     hash_k: int = 2                 # 'hash' embedding: hashes (and learned weights) per token
     factor_dim: int = 32            # 'factorized' embedding (ALBERT): inner width e of V x e + e x d
+    hash_weights: bool = True       # 'hash': learned per-id weights (hash embeddings); False: the plain hashing trick
+    emb_norm: bool = True           # RMSNorm on every token vector (paper); False: raw vectors, whose norms pooling weighs
+    norm_position: str = 'post'     # 'post': h = norm(x + f(x)) (paper); 'pre': h = x + f(norm(x)), a final norm at the end
+    pooler: str = 'tanh'            # on the mean-pooled vector: 'tanh' = the paper's Linear + tanh; 'none' = the mean itself
     # --- data
     data_source: str = 'local'      # 'local': parquet files in data_dir; 'hub': datasets.load_dataset (needs the network)
     data_dir: str = ''              # '' = $FNB_DATA_DIR, else ../shared/data beside the repo
@@ -77,10 +83,13 @@ class Config:
     nli_train: str = 'train'        # 'train': SNLI+MNLI train entailment pairs; 'dev-mix': offline mix of their dev/test
     hard_negatives: bool = False    # add the contradiction hypothesis of the same premise as an extra negative
     max_pairs: int = 0              # keep only this many training pairs (a seeded sample); 0 = all
+    train_fraction: float = 1.0     # keep this fraction of the pairs: a prefix of one fixed permutation, so nested
+    subset_seed: int = 0            # the permutation of train_fraction (not the run's seed: every model sees one subset)
     bucket: bool = True             # length-bucketed batches: sentences of like length share a batch (less padding)
     # --- training
     batch_size: int = 128           # pairs per step (paper 128)
     lr: float = 2e-5                # AdamW peak learning rate (paper 2e-5)
+    emb_lr: float = 0.0             # peak learning rate of the token embedding's parameters; 0 = lr (static tables want ~50x)
     warmup_steps: int = 1000        # linear warm-up, then linear decay to 0 at max_steps
     max_steps: int = 122700         # optimizer steps (paper: 122,700)
     weight_decay: float = 0.01      # AdamW decoupled weight decay (torch default); never on norms, biases or tau
@@ -120,8 +129,12 @@ class Config:
         if self.cuda_graphs and (not self.device_data or self.compile):
             raise ValueError("Config.cuda_graphs=True needs device_data=True (batches gathered inside the graph) and "
                              "compile=False (one or the other captures the step)")
-        for name in ('n_layers', 'vocab_size', 'max_len', 'batch_size', 'max_steps', 'eval_batch_size'):
+        for name in ('vocab_size', 'max_len', 'batch_size', 'max_steps', 'eval_batch_size'):
             if getattr(self, name) < 1: raise ValueError(f"Config.{name}={getattr(self, name)} must be >= 1")
+        if self.n_layers < 0: raise ValueError(f"Config.n_layers={self.n_layers} must be >= 0 (0 = a bag of token vectors)")
+        if not 0 < self.train_fraction <= 1:
+            raise ValueError(f"Config.train_fraction={self.train_fraction} must be in (0, 1]")
+        if self.emb_lr < 0: raise ValueError(f"Config.emb_lr={self.emb_lr} must be >= 0 (0 = the same as lr)")
 
     @property
     def dropout_p(self) -> float:

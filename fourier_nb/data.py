@@ -142,7 +142,11 @@ def load_nli_pairs(cfg: Config) -> 'pd.DataFrame':
     if 0 < cfg.max_pairs < len(out):
         keep = np.sort(np.random.default_rng(cfg.seed).choice(len(out), cfg.max_pairs, replace=False))
         out = out.iloc[keep].reset_index(drop=True)
-    out.attrs['counts'] = counts   # pairs per source file, before max_pairs
+    if cfg.train_fraction < 1:     # a prefix of one fixed permutation: the 1/8 subset lies inside the 1/4 one
+        n = max(1, round(cfg.train_fraction * len(out)))
+        keep = np.sort(np.random.default_rng(cfg.subset_seed).permutation(len(out))[:n])
+        out = out.iloc[keep].reset_index(drop=True)
+    out.attrs['counts'] = counts   # pairs per source file, before max_pairs and train_fraction
     return out
 
 # %% ../nbs/02_data.ipynb #7663e443
@@ -204,6 +208,7 @@ def _params(cfg: Config, kind: str, split) -> dict:
     p = dict(kind=kind, split=split, version=CACHE_VERSION, source=cfg.data_source, max_len=cfg.max_len)
     if kind == 'nli': p.update(nli_train=cfg.nli_train, hard_negatives=cfg.hard_negatives, max_pairs=cfg.max_pairs,
                                seed=cfg.seed if cfg.max_pairs else None)
+    if kind == 'nli' and cfg.train_fraction < 1: p.update(train_fraction=cfg.train_fraction, subset_seed=cfg.subset_seed)
     return p
 
 def _data_ids(cfg: Config, kind: str, split) -> dict:

@@ -11,7 +11,7 @@ from .config import Config, pick_device
 
 # %% auto #0
 __all__ = ['SPLIT_NAMES', 'average_ranks', 'pearson', 'spearman', 'encode_sequences', 'cosine_scores', 'stsb_metrics',
-           'finetune_stsb']
+           'stsb_loss', 'dev_spearman', 'finetune_loop', 'finetune_stsb']
 
 # %% ../nbs/06_eval.ipynb #e4f9289b
 def average_ranks(x: torch.Tensor) -> torch.Tensor:
@@ -70,36 +70,61 @@ def stsb_metrics(model, cfg: Config, splits=('validation', 'test')) -> dict:
         out[f'stsb-{name}_pearson'] = round(100 * pearson(cos, gold), 2)
     return out
 
-# %% ../nbs/06_eval.ipynb #bd10b1e9
-def finetune_stsb(model, cfg: Config, progress: bool = True) -> dict:
-    "Fine-tune `model` in place on STS-B train for cfg.finetune_steps; keep the best dev state; return its metrics."
-    from fourier_nb.data import cached_stsb, pad_batch
-    s1, s2, gold = cached_stsb(cfg, 'train')
-    target = torch.as_tensor(gold, dtype=torch.float32) / 5
+# %% ../nbs/06_eval.ipynb #fe33f73a
+def stsb_loss(model, s1: list, s2: list, gold: torch.Tensor) -> torch.Tensor:
+    "Mean squared error of cos(u, v) against gold/5, for aligned token sequences s1, s2 and gold scores (B,) in [0, 5]."
+    from fourier_nb.data import pad_batch
     device = next(model.parameters()).device
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.finetune_lr, weight_decay=cfg.weight_decay)
+    (a, am), (b, bm) = pad_batch(s1), pad_batch(s2)                                     # (B, T1), (B, T2)
+    cos = F.cosine_similarity(model(a.to(device), am.to(device)), model(b.to(device), bm.to(device)))   # (B,)
+    return F.mse_loss(cos.float(), gold.to(device, torch.float32) / 5)
+
+# %% ../nbs/06_eval.ipynb #bd10b1e9
+def dev_spearman(model, cfg: Config) -> float:
+    "STS-B dev Spearman ×100: the score the fine-tune selects its state on."
+    return stsb_metrics(model, cfg, ('validation',))['stsb-dev_spearman']
+
+def finetune_loop(model, cfg: Config, score=dev_spearman, progress: bool = True) -> list:
+    "Fine-tune `model` in place on STS-B train, load the state of its best `score(model, cfg)`; return every evaluation."
+    from fourier_nb.data import cached_stsb
+    s1, s2, gold = cached_stsb(cfg, 'train')
+    gold = torch.as_tensor(gold, dtype=torch.float32)                                   # (N,) in [0, 5]
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]         # as in NLI training: no decay
+    rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]           # on norms and biases
+    opt = torch.optim.AdamW([dict(params=decay, weight_decay=cfg.weight_decay), dict(params=rest, weight_decay=0.0)],
+                            lr=cfg.finetune_lr)
     g = torch.Generator().manual_seed(cfg.seed)
-    best, best_state, step, history = -math.inf, None, 0, []
+    every = cfg.finetune_eval_every if cfg.finetune_eval_every > 0 else cfg.finetune_steps   # 0: at the end only
+    was_training, step, history, best_key, best_i, best_state = model.training, 0, [], None, None, None
     model.train()
     bar = _bar(cfg.finetune_steps, 'fine-tune STS-B', progress)
     while step < cfg.finetune_steps:
-        for idx in torch.randperm(len(target), generator=g).split(cfg.finetune_batch_size):
+        for idx in torch.randperm(len(gold), generator=g).split(cfg.finetune_batch_size):
             if step >= cfg.finetune_steps: break
-            (a, am), (b, bm) = pad_batch(s1.take(idx.tolist())), pad_batch(s2.take(idx.tolist()))
-            cos = F.cosine_similarity(model(a.to(device), am.to(device)), model(b.to(device), bm.to(device)))
-            loss = F.mse_loss(cos.float(), target[idx].to(device))
+            idx = idx.tolist()
+            loss = stsb_loss(model, s1.take(idx), s2.take(idx), gold[idx])
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
             step += 1; bar.update(1)
-            if step % cfg.finetune_eval_every == 0 or step == cfg.finetune_steps:
-                dev = stsb_metrics(model, cfg, ('validation',))['stsb-dev_spearman']
-                history.append(dict(step=step, loss=float(loss), dev_spearman=dev))
-                bar.set_postfix(loss=f'{float(loss):.4f}', dev=dev)
-                if dev > best: best, best_state = dev, copy.deepcopy(model.state_dict())
-                model.train()
+            if step % every == 0 or step == cfg.finetune_steps:
+                dev = float(score(model, cfg))
+                model.train()                                                             # score may switch to eval
+                history.append(dict(step=step, loss=loss.item(), dev_spearman=dev, best=False))
+                bar.set_postfix(loss=f"{history[-1]['loss']:.4f}", dev=dev)
+                key = -math.inf if math.isnan(dev) else dev                               # a NaN score never wins
+                if best_key is None or key > best_key:                                    # ties keep the earlier state
+                    best_key, best_i, best_state = key, len(history) - 1, copy.deepcopy(model.state_dict())
     bar.close()
-    if best_state is not None: model.load_state_dict(best_state)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+        history[best_i]['best'] = True
+    model.train(was_training)
+    return history
+
+def finetune_stsb(model, cfg: Config, progress: bool = True, score=dev_spearman) -> dict:
+    "Fine-tune `model` in place on STS-B train for cfg.finetune_steps; keep the best dev state; return its metrics."
+    history = finetune_loop(model, cfg, score, progress)
     out = {f'ft_{k}': v for k, v in stsb_metrics(model, cfg).items()}
-    out['ft_best_step'] = max(history, key=lambda h: h['dev_spearman'])['step'] if history else 0
+    out['ft_best_step'] = next((h['step'] for h in history if h['best']), 0)
     return out
 
 def _bar(total: int, desc: str, on: bool = True):

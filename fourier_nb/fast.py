@@ -59,7 +59,7 @@ class GraphedStep:
         if tr.world > 1: raise ValueError("Config.cuda_graphs=True is for one process; set it False under torchrun")
         self.tr, dev, B = tr, tr.device, tr.cfg.batch_size
         self.idx = torch.zeros(B, dtype=torch.long, device=dev)                # graph input: this step's pair indices
-        self.lr = torch.tensor(float(tr.cfg.lr), device=dev)                    # graph input: this step's learning rate
+        self.lrs = [torch.tensor(float(tr.cfg.lr), device=dev) for _ in tr.opt.param_groups]  # graph inputs: step lrs
         self.loss = torch.zeros((), device=dev)                                 # graph output: this step's loss
         self.step_t = torch.zeros((), dtype=torch.long, device=dev)             # the step, counted on the device
         self.pinned = torch.zeros(ring, B, dtype=torch.long).pin_memory()       # host staging slots for idx, reused
@@ -78,7 +78,7 @@ class GraphedStep:
     def build(self):
         "Capture one graph per padded length; the warm-up steps this needs are undone, so training is unaffected."
         tr = self.tr
-        for g in tr.opt.param_groups: g['lr'] = self.lr                        # a tensor lr: read by the captured AdamW
+        for g, lr in zip(tr.opt.param_groups, self.lrs): g['lr'] = lr          # tensor lrs: read by the captured AdamW
         params = [p for g in tr.opt.param_groups for p in g['params']]
         saved = [p.detach().clone() for p in params]
         had = {p: {k: v.clone() for k, v in tr.opt.state[p].items()} for p in params if p in tr.opt.state}
@@ -117,6 +117,6 @@ class GraphedStep:
         self.pinned[slot].copy_(torch.from_numpy(idx_np))
         self.idx.copy_(self.pinned[slot], non_blocking=True)
         self.copied[slot] = torch.cuda.Event(); self.copied[slot].record()
-        self.lr.fill_(lr_at(step, tr.cfg))
+        for g, lr in zip(tr.opt.param_groups, self.lrs): lr.fill_(lr_at(step, tr.cfg) * g.get('lr_scale', 1.0))
         self.graphs[tr.batches.lengths(idx_np, joint=True)[0]].replay()
         return self.loss

@@ -45,14 +45,18 @@ class RoPEAttention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(B, T, d))
 
 class Block(nn.Module):
-    "Post-norm transformer block: h = norm1(x + attn(x)); y = norm2(h + ffn(h))."
-    def __init__(self, d: int, n_heads: int, dropout: float = 0.0, discard_ffn: bool = False, eps: float = 1e-6):
+    "Post-norm transformer block: h = norm1(x + attn(x)); y = norm2(h + ffn(h)). Pre-norm: h = x + attn(norm1(x)), ..."
+    def __init__(self, d: int, n_heads: int, dropout: float = 0.0, discard_ffn: bool = False, eps: float = 1e-6,
+                 pre_norm: bool = False):
         super().__init__()
         self.attn, self.ffn = RoPEAttention(d, n_heads, dropout), GeGLU(d, 4 * d, d)
         self.norm1, self.norm2 = nn.RMSNorm(d, eps=eps), nn.RMSNorm(d, eps=eps)
-        self.drop, self.discard_ffn = nn.Dropout(dropout), discard_ffn
+        self.drop, self.discard_ffn, self.pre_norm = nn.Dropout(dropout), discard_ffn, pre_norm
 
     def forward(self, x, mask, cos, sin):
+        if self.pre_norm:                                        # ablation: the residual stream is never normalised
+            h = x + self.drop(self.attn(self.norm1(x), mask, cos, sin))
+            return h + self.drop(self.ffn(self.norm2(h)))
         a = self.drop(self.attn(x, mask, cos, sin))
         h = self.norm1(x + a)
         f = self.drop(self.ffn(h))
@@ -79,7 +83,12 @@ def id_permutation(vocab_size: int, seed: int = 1234) -> torch.Tensor:
     return torch.randperm(vocab_size, generator=torch.Generator().manual_seed(seed))
 
 def make_embedding(cfg: Config) -> nn.Module:
-    "The token embedding that `cfg.embedding` names."
+    "The token embedding that `cfg.embedding` names; without its RMSNorm when cfg.emb_norm is False."
+    emb = _make_embedding(cfg)
+    if not cfg.emb_norm: emb.norm = nn.Identity()          # every embedding ends in .norm: raw token vectors instead
+    return emb
+
+def _make_embedding(cfg: Config) -> nn.Module:
     if cfg.embedding == 'learned': return LearnedEmbedding(cfg.vocab_size, cfg.d_model)
     if cfg.embedding in ('hash', 'factorized'):
         from fourier_nb.bases import make_peer_embedding
@@ -92,13 +101,15 @@ def make_embedding(cfg: Config) -> nn.Module:
                             id_map=id_map, cache_basis=cfg.basis_cache)
 
 class SentenceEncoder(nn.Module):
-    "Token embedding -> n_layers post-norm RoPE blocks -> masked mean -> Linear + tanh: one vector per sentence."
+    "Token embedding -> n_layers RoPE blocks (0: none, a bag) -> masked mean -> Linear + tanh (or not): one vector per sentence."
     def __init__(self, cfg: Config):
         super().__init__()
-        self.cfg, p = cfg, cfg.dropout_p
+        self.cfg, p, pre = cfg, cfg.dropout_p, cfg.norm_position == 'pre'
         self.embed, self.drop = make_embedding(cfg), nn.Dropout(p)
-        self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.n_heads, p, cfg.discard_ffn) for _ in range(cfg.n_layers))
-        self.pooler = nn.Linear(cfg.d_model, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.n_heads, p, cfg.discard_ffn, pre_norm=pre)
+                                    for _ in range(cfg.n_layers))
+        self.final_norm = nn.RMSNorm(cfg.d_model, eps=1e-6) if pre and cfg.n_layers else None   # pre-norm's last norm
+        self.pooler = nn.Linear(cfg.d_model, cfg.d_model) if cfg.pooler == 'tanh' else None
         self.check_ids = True      # the fast GPU path turns this off: ids are checked once when the cache is built
         self.tokenizer = None      # set by load_run / the trainer; `encode` needs it
         self._rope = (0, None, None)
@@ -114,13 +125,14 @@ class SentenceEncoder(nn.Module):
     def token_states(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         "Contextual token vectors (B, T, d) after the last block."
         x = self.drop(self.embed(ids, check=self.check_ids))                 # (B, T, d)
-        cos, sin = self.rope(ids.shape[1], ids.device)
+        if len(self.blocks): cos, sin = self.rope(ids.shape[1], ids.device)
         for blk in self.blocks: x = blk(x, mask, cos, sin)
-        return x
+        return x if self.final_norm is None else self.final_norm(x)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         "Sentence vectors (B, d) for token ids (B, T) and a padding mask (B, T), True on real tokens."
-        return torch.tanh(self.pooler(masked_mean(self.token_states(ids, mask), mask)))
+        v = masked_mean(self.token_states(ids, mask), mask)                   # (B, d)
+        return v if self.pooler is None else torch.tanh(self.pooler(v))
 
     def encode(self, sentences: str | list[str], batch_size: int = 32, show_progress_bar: bool = False,
                convert_to_numpy: bool = True, convert_to_tensor: bool = False, normalize_embeddings: bool = False,

@@ -15,7 +15,7 @@ from .train import Trainer
 
 # %% auto #0
 __all__ = ['git_commit', 'write_json', 'train_and_eval', 'select_best', 'read_config_file', 'parse_overrides', 'config_from_args',
-           'print_table', 'main', 'fnb_train']
+           'print_table', 'main', 'fnb_train', 'launch_runs', 'read_metrics']
 
 # %% ../nbs/09_run.ipynb #d0388584
 def git_commit() -> str:
@@ -141,6 +141,40 @@ def main(argv=None):
 def fnb_train():
     "Console entry point: like `main`, but returns nothing (a returned dict would become a non-zero exit status)."
     main()
+
+# %% ../nbs/09_run.ipynb #d1fb5cc6
+def _runs_root(out_dir) -> Path:
+    return Path(out_dir) if Path(out_dir).is_absolute() else repo_root()/out_dir
+
+def launch_runs(runs: dict, parallel: int = 2, out_dir='runs', threads: int = 1) -> list:
+    "Train every run of {run_name: {field: value}} without a metrics.json, `parallel` fnb_train processes at a time."
+    root = _runs_root(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    todo = [n for n in runs if not (root/n/'metrics.json').exists()]
+    procs = []
+    for i, name in enumerate(todo):
+        fields = runs[name] | dict(run_name=name, out_dir=str(root), threads=threads)
+        bad = [k for k, v in fields.items() if ',' in str(v) or '=' in str(v)]
+        if bad: raise ValueError(f"launch_runs: run {name!r}: the values of {bad} contain ',' or '=', which the "
+                                 f"--overrides string cannot carry; use a YAML config for them")
+        while sum(p.poll() is None for _, p, _ in procs) >= parallel: time.sleep(0.5)
+        log = open(root/f'{name}.log', 'w')
+        cmd = [sys.executable, '-m', 'fourier_nb.run', '--no-progress', '--overrides',
+               ','.join(f'{k}={v}' for k, v in fields.items())]
+        procs.append((name, subprocess.Popen(cmd, cwd=repo_root(), stdout=log, stderr=subprocess.STDOUT,
+                                             env=os.environ | dict(OMP_NUM_THREADS=str(threads))), log))
+        print(f'[{i + 1}/{len(todo)}] {name}', flush=True)
+    failed = []
+    for name, p, log in procs:
+        if p.wait(): failed.append(name)
+        log.close()
+    if failed: print(f"launch_runs: {len(failed)} run(s) failed: {failed}; see {root}/<run_name>.log", flush=True)
+    return todo
+
+def read_metrics(names, out_dir='runs') -> list:
+    "The metrics.json of every finished run among `names` (unfinished ones are skipped)."
+    root = _runs_root(out_dir)
+    return [json.loads((root/n/'metrics.json').read_text()) for n in names if (root/n/'metrics.json').exists()]
 
 # %% ../nbs/09_run.ipynb #3bbc8afe
 if __name__ == '__main__' and 'get_ipython' not in globals(): main()

@@ -24,11 +24,16 @@ def lr_at(step: int, cfg: Config) -> float:
     return cfg.lr * max(0.0, (cfg.max_steps - step) / max(1, cfg.max_steps - cfg.warmup_steps))
 
 def make_optimizer(cfg: Config, model, loss_fn, device) -> torch.optim.AdamW:
-    "AdamW with decay on >=2-d weights only; the fused kernel on GPU when cfg.fused_adam."
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    rest += [p for p in loss_fn.parameters() if p.requires_grad]
-    groups = [dict(params=decay, weight_decay=cfg.weight_decay), dict(params=rest, weight_decay=0.0)]
+    "AdamW with decay on >=2-d weights only; the token embedding in groups of its own at emb_lr when cfg.emb_lr > 0."
+    emb = {id(p) for p in model.embed.parameters()} if cfg.emb_lr else set()
+    def split(params, **kw):                  # -> [body group, embedding group]; lr_scale scales the schedule's lr
+        params = [p for p in params if p.requires_grad]
+        return [dict(params=[p for p in params if id(p) not in emb], **kw),
+                dict(params=[p for p in params if id(p) in emb], lr_scale=cfg.emb_lr / cfg.lr, **kw)]
+    params = list(model.parameters())
+    groups = (split([p for p in params if p.dim() >= 2], weight_decay=cfg.weight_decay)
+              + split([p for p in params if p.dim() < 2] + list(loss_fn.parameters()), weight_decay=0.0))
+    groups = [g for g in groups if g['params'] or 'lr_scale' not in g]     # emb_lr=0: the two groups of before
     gpu = device.type == 'cuda'
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), fused=(cfg.fused_adam or cfg.cuda_graphs) and gpu,
                              capturable=cfg.cuda_graphs and gpu)
@@ -120,7 +125,7 @@ class Trainer:
 
     def train_step(self, batch) -> torch.Tensor:
         "One optimiser step on a batch {name: (ids, mask)}; returns the (detached) loss."
-        for g in self.opt.param_groups: g['lr'] = lr_at(self.step, self.cfg)
+        for g in self.opt.param_groups: g['lr'] = lr_at(self.step, self.cfg) * g.get('lr_scale', 1.0)
         loss = self.forward_loss(batch)
         if self.device.type == 'cpu':
             if not torch.isfinite(loss): self._stop(loss.item(), self.step)
