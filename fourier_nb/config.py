@@ -75,6 +75,7 @@ class Config:
     hash_weights: bool = True       # 'hash': learned per-id weights (hash embeddings); False: the plain hashing trick
     emb_norm: bool = True           # RMSNorm on every token vector (paper); False: raw vectors, whose norms pooling weighs
     norm_position: str = 'post'     # 'post': h = norm(x + f(x)) (paper); 'pre': h = x + f(norm(x)), a final norm at the end
+    final_norm: bool = True         # the last RMSNorm (post: the last block's second; pre: after the blocks); False: none
     pooler: str = 'tanh'            # on the mean-pooled vector: 'tanh' = the paper's Linear + tanh; 'none' = the mean itself
     # --- data
     data_source: str = 'local'      # 'local': parquet files in data_dir; 'hub': datasets.load_dataset (needs the network)

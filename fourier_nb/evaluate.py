@@ -8,6 +8,7 @@ import copy, math
 import torch
 import torch.nn.functional as F
 from .config import Config, pick_device
+from .model import encode_ids
 
 # %% auto #0
 __all__ = ['SPLIT_NAMES', 'average_ranks', 'pearson', 'spearman', 'encode_sequences', 'cosine_scores', 'stsb_metrics',
@@ -33,22 +34,9 @@ def spearman(x: torch.Tensor, y: torch.Tensor) -> float:
     return pearson(average_ranks(x), average_ranks(y))
 
 # %% ../nbs/06_eval.ipynb #ab3da241
-@torch.no_grad()
 def encode_sequences(model, seqs, batch_size: int = 256, bf16: bool = False) -> torch.Tensor:
-    "Sentence vectors (N, d), float32 on CPU, for N token-id sequences (lists or 1-d arrays), in input order."
-    from fourier_nb.data import pad_batch
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-    out = torch.empty(len(seqs), model.cfg.d_model)
-    for s in range(0, len(seqs), batch_size):
-        idx = order[s:s + batch_size]
-        ids, mask = pad_batch([seqs[i] for i in idx])
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == 'cuda'):
-            out[idx] = model(ids.to(device), mask.to(device)).float().cpu()
-    model.train(was_training)
-    return out
+    "Sentence vectors (N, d), float32 on CPU, for N token-id sequences (lists, 1-d arrays or a `Packed`), in input order."
+    return encode_ids(model, seqs, batch_size, bf16)
 
 # %% ../nbs/06_eval.ipynb #665ab93a
 SPLIT_NAMES = {'train': 'train', 'validation': 'dev', 'test': 'test'}

@@ -4,6 +4,8 @@
 
 # %% ../nbs/03_model.ipynb #f4af4d62
 from __future__ import annotations
+import itertools, reprlib
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -12,7 +14,7 @@ from .fourier import FourierEmbedding, GeGLU, check_ids
 
 # %% auto #0
 __all__ = ['rope_cos_sin', 'apply_rope', 'RoPEAttention', 'Block', 'masked_mean', 'LearnedEmbedding', 'id_permutation',
-           'make_embedding', 'SentenceEncoder', 'count_params']
+           'make_embedding', 'SentenceEncoder', 'count_params', 'encode_ids']
 
 # %% ../nbs/03_model.ipynb #3cc641b0
 def rope_cos_sin(n_pos: int, head_dim: int, device=None, base: float = 10_000.0):
@@ -47,10 +49,11 @@ class RoPEAttention(nn.Module):
 class Block(nn.Module):
     "Post-norm transformer block: h = norm1(x + attn(x)); y = norm2(h + ffn(h)). Pre-norm: h = x + attn(norm1(x)), ..."
     def __init__(self, d: int, n_heads: int, dropout: float = 0.0, discard_ffn: bool = False, eps: float = 1e-6,
-                 pre_norm: bool = False):
+                 pre_norm: bool = False, out_norm: bool = True):
         super().__init__()
         self.attn, self.ffn = RoPEAttention(d, n_heads, dropout), GeGLU(d, 4 * d, d)
-        self.norm1, self.norm2 = nn.RMSNorm(d, eps=eps), nn.RMSNorm(d, eps=eps)
+        self.norm1 = nn.RMSNorm(d, eps=eps)
+        self.norm2 = nn.RMSNorm(d, eps=eps) if pre_norm or out_norm else nn.Identity()   # post-norm's output norm
         self.drop, self.discard_ffn, self.pre_norm = nn.Dropout(dropout), discard_ffn, pre_norm
 
     def forward(self, x, mask, cos, sin):
@@ -106,9 +109,10 @@ class SentenceEncoder(nn.Module):
         super().__init__()
         self.cfg, p, pre = cfg, cfg.dropout_p, cfg.norm_position == 'pre'
         self.embed, self.drop = make_embedding(cfg), nn.Dropout(p)
-        self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.n_heads, p, cfg.discard_ffn, pre_norm=pre)
-                                    for _ in range(cfg.n_layers))
-        self.final_norm = nn.RMSNorm(cfg.d_model, eps=1e-6) if pre and cfg.n_layers else None   # pre-norm's last norm
+        last = lambda i: i < cfg.n_layers - 1 or cfg.final_norm               # final_norm=False: the last one goes
+        self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.n_heads, p, cfg.discard_ffn, pre_norm=pre, out_norm=last(i))
+                                    for i in range(cfg.n_layers))
+        self.final_norm = nn.RMSNorm(cfg.d_model, eps=1e-6) if pre and cfg.n_layers and cfg.final_norm else None
         self.pooler = nn.Linear(cfg.d_model, cfg.d_model) if cfg.pooler == 'tanh' else None
         self.check_ids = True      # the fast GPU path turns this off: ids are checked once when the cache is built
         self.tokenizer = None      # set by load_run / the trainer; `encode` needs it
@@ -122,16 +126,16 @@ class SentenceEncoder(nn.Module):
             self._rope = (cos.shape[0], cos, sin)
         return cos[:T], sin[:T]
 
-    def token_states(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        "Contextual token vectors (B, T, d) after the last block."
-        x = self.drop(self.embed(ids, check=self.check_ids))                 # (B, T, d)
+    def token_states(self, ids: torch.Tensor, mask: torch.Tensor | None = None, table=None) -> torch.Tensor:
+        "Contextual token vectors (B, T, d) after the last block; with `table` (U, d), ids are rows of it (`encode_ids`)."
+        x = self.drop(self.embed(ids, check=self.check_ids) if table is None else F.embedding(ids, table))   # (B, T, d)
         if len(self.blocks): cos, sin = self.rope(ids.shape[1], ids.device)
         for blk in self.blocks: x = blk(x, mask, cos, sin)
         return x if self.final_norm is None else self.final_norm(x)
 
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor | None = None, table=None) -> torch.Tensor:
         "Sentence vectors (B, d) for token ids (B, T) and a padding mask (B, T), True on real tokens."
-        v = masked_mean(self.token_states(ids, mask), mask)                   # (B, d)
+        v = masked_mean(self.token_states(ids, mask, table), mask)            # (B, d)
         return v if self.pooler is None else torch.tanh(self.pooler(v))
 
     def encode(self, sentences: str | list[str], batch_size: int = 32, show_progress_bar: bool = False,
@@ -141,19 +145,10 @@ class SentenceEncoder(nn.Module):
         if self.tokenizer is None:
             raise ValueError("This encoder has no tokenizer: load it with load_run(...) or hub.from_pretrained(...), "
                              "or set model.tokenizer = fourier_nb.data.load_tokenizer(cfg)")
-        from fourier_nb.evaluate import encode_sequences, _bar
-        single = isinstance(sentences, str)
-        texts = [sentences] if single else list(sentences)
+        single, texts = isinstance(sentences, str), _as_texts(sentences)
         if device is not None: self.to(device)                                # as sentence-transformers does
-        seqs = [e.ids for e in self.tokenizer.encode_batch(texts)]
-        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))          # like lengths share a batch
-        out = torch.empty(len(seqs), self.cfg.d_model)                        # (N, d), float32 on CPU
-        bar = _bar(len(seqs), 'encode', show_progress_bar)
-        for s in range(0, len(seqs), batch_size):
-            idx = order[s:s + batch_size]
-            out[idx] = encode_sequences(self, [seqs[i] for i in idx], batch_size)
-            bar.update(len(idx))
-        bar.close()
+        tokenize = getattr(self.tokenizer, 'encode_batch_fast', self.tokenizer.encode_batch)   # _fast: no char offsets
+        out = encode_ids(self, [e.ids for e in tokenize(texts)], batch_size, progress=show_progress_bar)   # (N, d)
         if normalize_embeddings: out = F.normalize(out, dim=-1)
         if single: out = out[0]
         if convert_to_tensor: return out
@@ -179,3 +174,64 @@ class SentenceEncoder(nn.Module):
 def count_params(model: nn.Module) -> int:
     "Trainable parameters (the loss's temperature lives outside the encoder and is not counted, as in the paper)."
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+# %% ../nbs/03_model.ipynb #b28a3f0d
+def _flat(seqs) -> tuple:
+    "Lengths (N,) and all token ids end to end (int64) of N sequences: lists, 1-d arrays or a `data.Packed`."
+    if hasattr(seqs, 'offsets'): return np.diff(seqs.offsets), np.asarray(seqs.ids, np.int64)
+    lens = np.fromiter(map(len, seqs), np.int64, len(seqs))
+    return lens, np.fromiter(itertools.chain.from_iterable(seqs), np.int64, int(lens.sum()))
+
+def _pad(src: np.ndarray, starts: np.ndarray, lens: np.ndarray, idx: np.ndarray) -> tuple:
+    "Sequences idx (B,) of src, right-padded with 0: ids (B, T) int64 and mask (B, T) bool, True on real tokens."
+    T = int(lens[idx].max())
+    mask = np.arange(T) < lens[idx, None]                                         # (B, T)
+    pos = np.minimum(starts[idx, None] + np.arange(T), max(len(src) - 1, 0))      # (B, T), kept inside src
+    return torch.from_numpy(np.where(mask, src[pos], 0)), torch.from_numpy(mask)
+
+def encode_ids(model: nn.Module, seqs, batch_size: int = 32, bf16: bool = False, progress: bool = False) -> torch.Tensor:
+    "Sentence vectors (N, d), float32 on CPU, of N token-id sequences in input order: `model(ids, mask)` in eval mode, fast."
+    from tqdm.auto import tqdm
+    lens, flat = _flat(seqs)
+    out = torch.empty(len(lens), model.cfg.d_model)                              # (N, d); made outside inference_mode
+    if not len(lens): return out
+    device, mods = next(model.parameters()).device, list(model.modules())
+    fast = isinstance(model, SentenceEncoder) and type(model).forward is SentenceEncoder.forward
+    starts, bar = np.cumsum(lens) - lens, tqdm(total=len(lens), desc='encode', disable=not progress)
+    modes = [m.training for m in mods]                                           # the caller's, put back at the end
+    if any(modes): model.eval()
+    try:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == 'cuda'):
+            if fast:                                                             # E(p) depends on p only
+                uniq, flat = np.unique(flat, return_inverse=True)                # flat: now rows of the table
+                uniq = torch.from_numpy(uniq).to(device)
+                if model.check_ids: check_ids(uniq, model.cfg.vocab_size)
+                table = model.embed(uniq, check=False)                           # (U, d): each distinct id once
+            if fast and not len(model.blocks):                                   # a bag: the mean of table rows
+                v = F.embedding_bag(torch.from_numpy(flat).to(device), table, torch.from_numpy(starts).to(device),
+                                    mode='mean')                                  # (N, d)
+                out[:] = (v if model.pooler is None else torch.tanh(model.pooler(v))).float().cpu()
+                bar.update(len(lens))
+            else:
+                order = np.argsort(lens, kind='stable')                          # like lengths share a batch
+                for s in range(0, len(order), batch_size):
+                    idx = order[s:s + batch_size]
+                    ids, mask = (t.to(device) for t in _pad(flat, starts, lens, idx))
+                    out[torch.from_numpy(idx)] = (model(ids, mask, table) if fast else model(ids, mask)).float().cpu()
+                    bar.update(len(idx))
+    finally:
+        for m, mode in zip(mods, modes): m.training = mode
+        bar.close()
+    return out
+
+def _as_texts(sentences) -> list:
+    "`sentences` as a list of str; else a TypeError naming the first bad input and its position."
+    if isinstance(sentences, str): return [sentences]
+    what = lambda x: f"{reprlib.repr(x)} ({type(x).__name__}); pass str or a list of str"
+    try: texts = None if isinstance(sentences, (bytes, bytearray)) else list(sentences)
+    except TypeError: texts = None
+    if texts is None: raise TypeError(f"encode: sentences is {what(sentences)}")
+    if not all(map(isinstance, texts, itertools.repeat(str))):
+        i = next(i for i, s in enumerate(texts) if not isinstance(s, str))
+        raise TypeError(f"encode: sentences[{i}] is {what(texts[i])}")
+    return texts

@@ -5,17 +5,20 @@
 # %% ../nbs/09_run.ipynb #bf07d8ea
 from __future__ import annotations
 import argparse, json, os, platform, subprocess, sys, time
+from contextlib import contextmanager
 from pathlib import Path
 import torch
 from .config import Config, repo_root, run_dir
 from .model import count_params
 from .checkpoint import atomic_write, load_weights, read_tensors, save_model
+from .distributed import dist_env
 from .evaluate import stsb_metrics, finetune_stsb
 from .train import Trainer
 
 # %% auto #0
-__all__ = ['git_commit', 'write_json', 'train_and_eval', 'select_best', 'read_config_file', 'parse_overrides', 'config_from_args',
-           'print_table', 'main', 'fnb_train', 'launch_runs', 'read_metrics']
+__all__ = ['git_commit', 'write_json', 'train_and_eval', 'select_best', 'RunLocked', 'run_lock', 'read_config_file',
+           'parse_overrides', 'config_from_args', 'print_table', 'main', 'fnb_train', 'compare_table', 'launch_runs',
+           'read_metrics']
 
 # %% ../nbs/09_run.ipynb #d0388584
 def git_commit() -> str:
@@ -34,36 +37,37 @@ def write_json(path, obj):
 def train_and_eval(cfg: Config, progress: bool = True) -> dict:
     "Train (or resume) the run `cfg` describes, evaluate it on STS-B, write its folder and return its metrics."
     from fourier_nb.data import load_tokenizer
-    threads = torch.get_num_threads()
-    if cfg.threads: torch.set_num_threads(cfg.threads)
-    try:
-        t0 = time.time()
-        tr = Trainer(cfg, progress)
-        resumed_from = tr.step if tr.resume() else 0
-        out = run_dir(cfg)
-        if not tr.fit():
-            print(f"{cfg.run_name}: stopped at step {tr.step}/{cfg.max_steps} (time limit); run again to resume")
-            return dict(status='partial', step=tr.step)
-        if tr.rank != 0: return dict(status='worker', step=tr.step)          # rank 0 evaluates and writes
-        metrics = dict(cfg.to_dict(), status='done', train_data=cfg.train_data_name, steps=tr.step,
-                       resumed_from=resumed_from, params=count_params(tr.model),
-                       embedding_params=count_params(tr.model.embed), train_pairs=len(tr.packs['anchor']),
-                       train_time_s=round(tr.train_time, 2), steps_per_s=round(tr.step / max(tr.train_time, 1e-9), 3),
-                       tau_final=round(tr.loss_fn.tau.item(), 5), loss_final=tr.history[-1]['loss'] if tr.history else None,
-                       device_name=_device_name(tr.device), torch=torch.__version__, git_commit=git_commit())
-        metrics |= stsb_metrics(tr.model, cfg)
-        if cfg.select_on_dev: metrics |= select_best(tr, metrics)
-        save_model(out, cfg, tr.model, load_tokenizer(cfg))
-        if cfg.finetune_steps:
-            metrics |= finetune_stsb(tr.model, cfg, progress)
-            save_model(out/'finetuned', cfg, tr.model, load_tokenizer(cfg))
-        metrics['wall_time_s'] = round(time.time() - t0, 2)
-        write_json(out/'metrics.json', metrics)
-        write_json(out/'history.json', tr.history)
-        _write_yaml(out/'config.yaml', cfg.to_dict())
-        return metrics
-    finally:
-        torch.set_num_threads(threads)
+    out = run_dir(cfg)
+    with run_lock(out):                           # first of all: a second process with this run fails before any work
+        threads = torch.get_num_threads()
+        if cfg.threads: torch.set_num_threads(cfg.threads)
+        try:
+            t0 = time.time()
+            tr = Trainer(cfg, progress)
+            resumed_from = tr.step if tr.resume() else 0
+            if not tr.fit():
+                print(f"{cfg.run_name}: stopped at step {tr.step}/{cfg.max_steps} (time limit); run again to resume")
+                return dict(status='partial', step=tr.step)
+            if tr.rank != 0: return dict(status='worker', step=tr.step)          # rank 0 evaluates and writes
+            metrics = dict(cfg.to_dict(), status='done', train_data=cfg.train_data_name, steps=tr.step,
+                           resumed_from=resumed_from, params=count_params(tr.model),
+                           embedding_params=count_params(tr.model.embed), train_pairs=len(tr.packs['anchor']),
+                           train_time_s=round(tr.train_time, 2), steps_per_s=round(tr.step / max(tr.train_time, 1e-9), 3),
+                           tau_final=round(tr.loss_fn.tau.item(), 5), loss_final=tr.history[-1]['loss'] if tr.history else None,
+                           device_name=_device_name(tr.device), torch=torch.__version__, git_commit=git_commit())
+            metrics |= stsb_metrics(tr.model, cfg)
+            if cfg.select_on_dev: metrics |= select_best(tr, metrics)
+            save_model(out, cfg, tr.model, load_tokenizer(cfg))
+            if cfg.finetune_steps:
+                metrics |= finetune_stsb(tr.model, cfg, progress)
+                save_model(out/'finetuned', cfg, tr.model, load_tokenizer(cfg))
+            metrics['wall_time_s'] = round(time.time() - t0, 2)
+            write_json(out/'metrics.json', metrics)
+            write_json(out/'history.json', tr.history)
+            _write_yaml(out/'config.yaml', cfg.to_dict())
+            return metrics
+        finally:
+            torch.set_num_threads(threads)
 
 def select_best(tr: Trainer, last: dict) -> dict:
     "Model selection on STS-B dev: the last step's scores, or those of the best earlier evaluation's weights."
@@ -85,6 +89,61 @@ def _write_yaml(path, d: dict):
         text = yaml.safe_dump(d, sort_keys=False)
     except ImportError: text = ''.join(f'{k}: {json.dumps(v)}\n' for k, v in d.items())
     atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
+
+# %% ../nbs/09_run.ipynb #fba9fa9e
+class RunLocked(RuntimeError):
+    "Another process holds the run's lock: it is training the same run folder."
+
+def _holder(raw: bytes) -> str:
+    "'pid … on host … since …' from the JSON in a lock file (or what can be said of it)."
+    try: h = json.loads(raw)
+    except (ValueError, UnicodeDecodeError): return 'holder unknown: its lock file is empty or being written'
+    return f"pid {h.get('pid')} on host {h.get('host')} since {h.get('started')}"
+
+def _acquire(folder: Path, path: Path) -> int | None:
+    "The fd of `path`, open and flocked; None where locking is impossible (warned). RunLocked if another process holds it."
+    try: import fcntl
+    except ImportError: return None                                    # no flock (Windows): unlocked, as before
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(os.pread(fd, 4096, 0))
+            os.close(fd)
+            raise RunLocked(f"{folder} is in use by another run ({holder}, lock file {path}); wait for it to finish "
+                            f"(the lock goes when that process exits, even if it is killed)") from None
+        except OSError as e:
+            os.close(fd)
+            print(f"warning: {path}: this file system cannot lock files ({e}); running {folder.name} without a lock")
+            return None
+        try: same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError: same = False
+        if same: return fd
+        os.close(fd)                          # the holder deleted the file between our open and flock: lock the new one
+
+@contextmanager
+def run_lock(folder):
+    "Hold the run's lock, <folder>.lock, while the block runs (rank 0 only under torchrun); RunLocked if it is taken."
+    folder = Path(folder)
+    path = folder.parent/f'{folder.name}.lock'
+    fd = None
+    if dist_env()[0] == 0:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = _acquire(folder, path)
+    try:
+        if fd is not None:
+            if (old := os.pread(fd, 4096, 0)).strip():                   # left by a process that died holding it
+                print(f"{path}: taking over the lock of {_holder(old)}, which has ended", flush=True)
+            me = dict(pid=os.getpid(), host=platform.node(), started=time.strftime('%Y-%m-%d %H:%M:%S %z'))
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(me).encode(), 0)
+        yield path
+    finally:
+        if fd is not None:
+            try:                                             # delete, then unlock: see the inode check in _acquire
+                if os.stat(path).st_ino == os.fstat(fd).st_ino: os.unlink(path)
+            except FileNotFoundError: pass
+            os.close(fd)
 
 # %% ../nbs/09_run.ipynb #fc4e8163
 def read_config_file(path) -> dict:
@@ -129,20 +188,41 @@ def main(argv=None):
     ap.add_argument('--config', action='append', default=[], help='YAML file of Config fields (repeatable)')
     ap.add_argument('--overrides', default='', help='comma-separated key=value Config fields, e.g. "seed=1,lr=1e-3"')
     ap.add_argument('--no-progress', action='store_true', help='no progress bar')
+    ap.add_argument('--table', nargs='+', metavar='RUN', help='only print the STS-B table of these finished runs '
+                    '(names under runs/, or run folders) side by side')
     a = ap.parse_args(argv)
+    if a.table:
+        try: return compare_table(a.table)
+        except FileNotFoundError as e: ap.exit(1, f"fnb_train: {e}\n")
     try: cfg = config_from_args(a.config, a.overrides)
     except (ValueError, TypeError, FileNotFoundError) as e: ap.error(str(e))
     try: m = train_and_eval(cfg, progress=not a.no_progress)
+    except RunLocked as e: ap.exit(1, f"RunLocked: {e}\n")            # the message alone, no traceback
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized(): torch.distributed.destroy_process_group()
     if m.get('status') == 'done': print_table(m); print(f"\nwrote {run_dir(cfg)}")
     return m
 
 def fnb_train():
-    "Console entry point: like `main`, but returns nothing (a returned dict would become a non-zero exit status)."
+    "Console entry point for one run: like `main`, but returns nothing (`fnb_train` itself is `stackrun.fnb_train`)."
     main()
 
-# %% ../nbs/09_run.ipynb #d1fb5cc6
+def compare_table(names, out_dir='runs') -> list:
+    "Print finished runs (names under out_dir, or run folders) side by side: size, training time, STS-B; their metrics."
+    ms = []
+    for n in names:
+        f = (Path(n) if Path(n).is_dir() else _runs_root(out_dir)/n)/'metrics.json'
+        if not f.exists(): raise FileNotFoundError(f"{n}: no {f}; train it first (fnb_train --config ...)")
+        ms.append(json.loads(f.read_text()))
+    w = max(12, *(len(m['run_name']) for m in ms)) + 2
+    print(f"\n{'run':{w}}{'embedding':>11}{'layers':>7}{'d':>5}{'params':>12}{'train s':>9}{'dev':>8}{'test':>8}")
+    for m in ms:
+        print(f"{m['run_name']:{w}}{m['embedding']:>11}{m['n_layers']:>7}{m['d_model']:>5}{m['params']:>12,}"
+              f"{m['train_time_s']:>9.0f}{m['stsb-dev_spearman']:>8.2f}{m['stsb-test_spearman']:>8.2f}")
+    print(f"STS-B Spearman x100 (dev selects, test reported); data: {ms[0]['train_data']}")
+    return ms
+
+# %% ../nbs/09_run.ipynb #62101a7f
 def _runs_root(out_dir) -> Path:
     return Path(out_dir) if Path(out_dir).is_absolute() else repo_root()/out_dir
 
@@ -158,7 +238,7 @@ def launch_runs(runs: dict, parallel: int = 2, out_dir='runs', threads: int = 1)
         if bad: raise ValueError(f"launch_runs: run {name!r}: the values of {bad} contain ',' or '=', which the "
                                  f"--overrides string cannot carry; use a YAML config for them")
         while sum(p.poll() is None for _, p, _ in procs) >= parallel: time.sleep(0.5)
-        log = open(root/f'{name}.log', 'w')
+        log = open(root/f'{name}.log', 'a')                   # a refused duplicate never wipes a log
         cmd = [sys.executable, '-m', 'fourier_nb.run', '--no-progress', '--overrides',
                ','.join(f'{k}={v}' for k, v in fields.items())]
         procs.append((name, subprocess.Popen(cmd, cwd=repo_root(), stdout=log, stderr=subprocess.STDOUT,

@@ -8,25 +8,32 @@ import json, math
 from pathlib import Path
 import torch
 import torch.nn as nn
-from .config import Config, repo_root
+from .config import Config, repo_root, run_dir
 from .checkpoint import resolve_run
 from .model import SentenceEncoder, masked_mean
 
 # %% auto #0
-__all__ = ['ensure_smoke_run', 'finished_runs', 'run_meta', 'run_caption', 'init_model', 'linear_weight', 'pair_magnitude',
-           'frequency_energy', 'plot_linear_response', 'layer_states', 'token_embeddings', 'id_spectrum', 'top_bins',
-           'plot_id_spectra', 'encode_layer', 'stsb_embeddings', 'singular_spectrum', 'plot_singular_values']
+__all__ = ['TEST_RUNS', 'ensure_smoke_run', 'finished_runs', 'run_meta', 'run_caption', 'init_model', 'linear_weight',
+           'pair_magnitude', 'frequency_energy', 'plot_linear_response', 'layer_states', 'token_embeddings',
+           'id_spectrum', 'top_bins', 'plot_id_spectra', 'encode_layer', 'stsb_embeddings', 'singular_spectrum',
+           'plot_singular_values']
 
 # %% ../nbs/07_spectra.ipynb #527ddcb2
-def ensure_smoke_run(name: str, embedding: str = 'fourier', config: str = 'configs/smoke.yaml', **overrides) -> Path:
-    "The folder of run `name`; a missing run whose name starts with 'smoke' is first trained from `config` on one thread."
+TEST_RUNS = 'runs/_test'   # where the notebooks' own smoke runs go (from the repo root); finished_runs skips it
+
+def ensure_smoke_run(name: str, embedding: str = 'fourier', config: str = 'configs/smoke.yaml', out_dir: str = TEST_RUNS,
+                     **overrides) -> Path:
+    "The folder of run `name`; a missing run named 'smoke*' is first trained into `out_dir` from `config` on one thread."
     try: return resolve_run(name)
     except FileNotFoundError:
         if not str(name).startswith('smoke'): raise
+    folder = run_dir(Config(run_name=name, out_dir=out_dir))
+    if (folder/'model.safetensors').exists(): return folder                    # trained by an earlier test
     from fourier_nb.run import read_config_file, train_and_eval
-    cfg = Config.from_dict(read_config_file(config) | dict(run_name=name, embedding=embedding, threads=1) | overrides)
-    train_and_eval(cfg, progress=False)
-    return resolve_run(name)
+    cfg = Config.from_dict(read_config_file(config) | dict(run_name=name, embedding=embedding, threads=1, out_dir=out_dir)
+                           | overrides)
+    train_and_eval(cfg, progress=False)                                         # resumes a killed one
+    return folder
 
 def finished_runs(root=None) -> list:
     "Names of the run folders under `root` (default <repo>/runs) with model.safetensors and a config.json Config accepts."
@@ -34,7 +41,8 @@ def finished_runs(root=None) -> list:
     def ok(folder):
         try: return bool(Config.from_dict(json.loads((folder/'config.json').read_text())))
         except (OSError, ValueError, TypeError): return False
-    return sorted(p.parent.name for p in root.glob('*/model.safetensors') if ok(p.parent))
+    return sorted(p.parent.name for p in root.glob('*/model.safetensors')
+                  if not p.parent.name.startswith('_') and ok(p.parent))          # '_test' & co. are not user runs
 
 def run_meta(name) -> dict:
     "A run's metrics.json (config fields, scores, `train_data`); for an unscored run, config.json plus its data name."

@@ -1,5 +1,5 @@
 "The analysis notebooks end to end: 07, 08 and 11 executed by papermill on two smoke runs trained here, in a sandbox."
-import json, subprocess, sys
+import json, shutil, subprocess, sys
 from pathlib import Path
 import papermill as pm
 import pytest
@@ -84,9 +84,28 @@ def test_explore_notebook_renders_widgets_headless(sandbox):
     assert not [o for o in drawn if o.get('output_type') == 'error']
 
 
+def test_explore_notebook_in_a_fresh_checkout_trains_into_runs_test(tmp_path, monkeypatch):
+    "No runs at all: the explorers train one smoke run into runs/_test, never beside the user's runs, and show it."
+    (tmp_path/'settings.ini').write_text('[DEFAULT]\n')
+    (tmp_path/'configs').symlink_to(ROOT/'configs')                          # the notebook reads configs/smoke.yaml
+    with monkeypatch.context() as here:
+        here.chdir(ROOT)                                                     # data and cache paths of the real repo
+        data, cache = data_dir(Config()), cache_root(Config())
+    cache.mkdir(parents=True, exist_ok=True)
+    (tmp_path/'.cache').mkdir(); (tmp_path/'.cache'/'tokens').symlink_to(cache)   # the real token cache
+    monkeypatch.setenv('FNB_DATA_DIR', str(data))                            # kernels inherit it
+    nb = execute(tmp_path, '11_explore')
+    assert [p.name for p in (tmp_path/'runs').iterdir()] == ['_test']
+    assert f"1 runs under {tmp_path/'runs'/'_test'}: ['smoke-explore']" in text_of(nb)
+    assert not [o for c in nb['cells'] for o in c.get('outputs', []) if o['output_type'] == 'error']
+
+
 def test_sweep_notebook_collects_without_training(sandbox):
     "papermill runs `#| eval: false` cells too: the grid must stay off unless run_grid is passed."
-    nb = execute(sandbox, '10_sweep')
+    draft = sandbox/'runs'/'_draft'                                          # a '_' folder (like runs/_test): not collected
+    draft.mkdir(); shutil.copy(sandbox/'runs'/'t-fourier'/'metrics.json', draft)
+    try: nb = execute(sandbox, '10_sweep')
+    finally: shutil.rmtree(draft)
     assert '2 finished runs' in text_of(nb)
     assert (sandbox/'figures'/'10_stsb-vs-params.png').stat().st_size > 10_000
     assert sorted(p.name for p in (sandbox/'runs').iterdir()) == ['t-fourier', 't-learned']   # nothing trained

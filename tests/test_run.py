@@ -58,6 +58,27 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     wa, wb = (read_tensors(tmp_path/n/'model.safetensors')[0] for n in ('straight', 'killed'))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
+def test_second_run_with_the_same_name_fails_fast_naming_the_lock(tmp_path):
+    "Two real runs with one run_name: the second stops before training, naming the lock file and the first's pid."
+    ov = f'out_dir={tmp_path},run_name=twin,d_model=16,max_steps=100000,log_every=50,ckpt_every=0'
+    env = os.environ | dict(OMP_NUM_THREADS='1')
+    first = _cli('--config', 'configs/smoke.yaml', '--overrides', ov, env=env)
+    lock = tmp_path/'twin.lock'
+    try:
+        while not (lock.exists() and lock.read_text()) and first.poll() is None: time.sleep(0.01)
+        assert first.poll() is None, first.communicate()[0]
+        t = time.time()
+        second = _cli('--config', 'configs/smoke.yaml', '--overrides', ov, env=env)
+        out, _ = second.communicate(timeout=120)
+        took = time.time() - t
+        assert first.poll() is None, 'the first run ended before the second was refused'
+    finally: first.send_signal(signal.SIGINT)                          # Ctrl-C: KeyboardInterrupt releases the lock
+    first.communicate(timeout=120)
+    assert second.returncode != 0
+    assert f'{tmp_path/"twin"} is in use by another run (pid {first.pid} on host' in out and f'lock file {lock}' in out, out
+    assert out.strip().splitlines()[-1].startswith('RunLocked: ') and took < 60, (took, out)   # before any training
+    assert not lock.exists()                                          # the first released it on Ctrl-C
+
 def test_corrupt_checkpoint_is_named_and_kept(tmp_path):
     cfg = smoke(tmp_path, run_name='c', max_steps=20)
     Trainer(cfg, progress=False).fit(stop_at=5)
