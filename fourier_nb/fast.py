@@ -6,7 +6,7 @@
 from __future__ import annotations
 import numpy as np
 import torch
-from .data import PairBatches
+from .batches import PairBatches
 from .train import lr_at
 
 # %% auto #0
@@ -53,13 +53,14 @@ class DeviceBatches:
 
 # %% ../nbs/05b_fast.ipynb #69548eba
 class GraphedStep:
-    "The whole training step of a Trainer (gather, forward, loss, backward, clipping, AdamW) as one CUDA graph per padded length."
+    "A Trainer's whole step (gather, forward, loss, backward, clipping, AdamW) as one CUDA graph per padded length."
     def __init__(self, tr, ring: int = 64):
-        if tr.device.type != 'cuda': raise ValueError("Config.cuda_graphs=True needs a CUDA device; set it False on CPU")
+        if tr.device.type != 'cuda':
+            raise ValueError("Config.cuda_graphs=True needs a CUDA device; set it False on CPU")
         if tr.world > 1: raise ValueError("Config.cuda_graphs=True is for one process; set it False under torchrun")
         self.tr, dev, B = tr, tr.device, tr.cfg.batch_size
         self.idx = torch.zeros(B, dtype=torch.long, device=dev)                # graph input: this step's pair indices
-        self.lrs = [torch.tensor(float(tr.cfg.lr), device=dev) for _ in tr.opt.param_groups]  # graph inputs: step lrs
+        self.lrs = None                                                         # graph inputs: each group's lr (build)
         self.loss = torch.zeros((), device=dev)                                 # graph output: this step's loss
         self.step_t = torch.zeros((), dtype=torch.long, device=dev)             # the step, counted on the device
         self.pinned = torch.zeros(ring, B, dtype=torch.long).pin_memory()       # host staging slots for idx, reused
@@ -78,14 +79,16 @@ class GraphedStep:
     def build(self):
         "Capture one graph per padded length; the warm-up steps this needs are undone, so training is unaffected."
         tr = self.tr
+        self.lrs = [torch.tensor(float(g['lr']), device=tr.device) for g in tr.opt.param_groups]   # opt exists by now
         for g, lr in zip(tr.opt.param_groups, self.lrs): g['lr'] = lr          # tensor lrs: read by the captured AdamW
         params = [p for g in tr.opt.param_groups for p in g['params']]
         saved = [p.detach().clone() for p in params]
         had = {p: {k: v.clone() for k, v in tr.opt.state[p].items()} for p in params if p in tr.opt.state}
         pool, side = torch.cuda.graph_pool_handle(), torch.cuda.Stream()
         step = tr.batches.length(1)
-        if tr.cfg.max_len // step > 32: raise ValueError(f"cuda_graphs: pad_multiple={step} makes one graph per length up "
-                                                          f"to {tr.cfg.max_len}; use pad_multiple >= {tr.cfg.max_len // 32}")
+        if tr.cfg.max_len // step > 32:
+            raise ValueError(f"cuda_graphs: pad_multiple={step} makes one graph per length up to {tr.cfg.max_len}; "
+                             f"use pad_multiple >= {tr.cfg.max_len // 32}")
         self.idx.copy_(torch.arange(len(self.idx)))                             # warm-up batch: the first B pairs
         for i, T in enumerate(range(step, tr.batches.length(tr.cfg.max_len) + 1, step)):
             side.wait_stream(torch.cuda.current_stream())
@@ -102,11 +105,6 @@ class GraphedStep:
                 for k, v in tr.opt.state[p].items(): v.copy_(had[p][k]) if p in had else v.zero_()
         tr._bad.fill_(-1); self.step_t.fill_(tr.step)
         torch.cuda.synchronize()
-
-    def ready(self, step: int) -> bool:
-        "True if step `step` can be issued without waiting (its staging slot's last copy has finished)."
-        ev = self.copied[step % len(self.copied)]
-        return ev is None or ev.query()
 
     def __call__(self, step: int) -> torch.Tensor:
         "Run optimiser step `step` by replaying its length's graph on the current stream; no host sync."

@@ -17,8 +17,7 @@ from .train import Trainer
 
 # %% auto #0
 __all__ = ['git_commit', 'write_json', 'train_and_eval', 'select_best', 'RunLocked', 'run_lock', 'read_config_file',
-           'parse_overrides', 'config_from_args', 'print_table', 'main', 'fnb_train', 'compare_table', 'launch_runs',
-           'read_metrics']
+           'parse_overrides', 'config_from_args', 'print_table', 'main', 'fnb_train']
 
 # %% ../nbs/09_run.ipynb #d0388584
 def git_commit() -> str:
@@ -188,12 +187,7 @@ def main(argv=None):
     ap.add_argument('--config', action='append', default=[], help='YAML file of Config fields (repeatable)')
     ap.add_argument('--overrides', default='', help='comma-separated key=value Config fields, e.g. "seed=1,lr=1e-3"')
     ap.add_argument('--no-progress', action='store_true', help='no progress bar')
-    ap.add_argument('--table', nargs='+', metavar='RUN', help='only print the STS-B table of these finished runs '
-                    '(names under runs/, or run folders) side by side')
     a = ap.parse_args(argv)
-    if a.table:
-        try: return compare_table(a.table)
-        except FileNotFoundError as e: ap.exit(1, f"fnb_train: {e}\n")
     try: cfg = config_from_args(a.config, a.overrides)
     except (ValueError, TypeError, FileNotFoundError) as e: ap.error(str(e))
     try: m = train_and_eval(cfg, progress=not a.no_progress)
@@ -207,54 +201,6 @@ def fnb_train():
     "Console entry point for one run: like `main`, but returns nothing (`fnb_train` itself is `stackrun.fnb_train`)."
     main()
 
-def compare_table(names, out_dir='runs') -> list:
-    "Print finished runs (names under out_dir, or run folders) side by side: size, training time, STS-B; their metrics."
-    ms = []
-    for n in names:
-        f = (Path(n) if Path(n).is_dir() else _runs_root(out_dir)/n)/'metrics.json'
-        if not f.exists(): raise FileNotFoundError(f"{n}: no {f}; train it first (fnb_train --config ...)")
-        ms.append(json.loads(f.read_text()))
-    w = max(12, *(len(m['run_name']) for m in ms)) + 2
-    print(f"\n{'run':{w}}{'embedding':>11}{'layers':>7}{'d':>5}{'params':>12}{'train s':>9}{'dev':>8}{'test':>8}")
-    for m in ms:
-        print(f"{m['run_name']:{w}}{m['embedding']:>11}{m['n_layers']:>7}{m['d_model']:>5}{m['params']:>12,}"
-              f"{m['train_time_s']:>9.0f}{m['stsb-dev_spearman']:>8.2f}{m['stsb-test_spearman']:>8.2f}")
-    print(f"STS-B Spearman x100 (dev selects, test reported); data: {ms[0]['train_data']}")
-    return ms
-
-# %% ../nbs/09_run.ipynb #62101a7f
-def _runs_root(out_dir) -> Path:
-    return Path(out_dir) if Path(out_dir).is_absolute() else repo_root()/out_dir
-
-def launch_runs(runs: dict, parallel: int = 2, out_dir='runs', threads: int = 1) -> list:
-    "Train every run of {run_name: {field: value}} without a metrics.json, `parallel` fnb_train processes at a time."
-    root = _runs_root(out_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    todo = [n for n in runs if not (root/n/'metrics.json').exists()]
-    procs = []
-    for i, name in enumerate(todo):
-        fields = runs[name] | dict(run_name=name, out_dir=str(root), threads=threads)
-        bad = [k for k, v in fields.items() if ',' in str(v) or '=' in str(v)]
-        if bad: raise ValueError(f"launch_runs: run {name!r}: the values of {bad} contain ',' or '=', which the "
-                                 f"--overrides string cannot carry; use a YAML config for them")
-        while sum(p.poll() is None for _, p, _ in procs) >= parallel: time.sleep(0.5)
-        log = open(root/f'{name}.log', 'a')                   # a refused duplicate never wipes a log
-        cmd = [sys.executable, '-m', 'fourier_nb.run', '--no-progress', '--overrides',
-               ','.join(f'{k}={v}' for k, v in fields.items())]
-        procs.append((name, subprocess.Popen(cmd, cwd=repo_root(), stdout=log, stderr=subprocess.STDOUT,
-                                             env=os.environ | dict(OMP_NUM_THREADS=str(threads))), log))
-        print(f'[{i + 1}/{len(todo)}] {name}', flush=True)
-    failed = []
-    for name, p, log in procs:
-        if p.wait(): failed.append(name)
-        log.close()
-    if failed: print(f"launch_runs: {len(failed)} run(s) failed: {failed}; see {root}/<run_name>.log", flush=True)
-    return todo
-
-def read_metrics(names, out_dir='runs') -> list:
-    "The metrics.json of every finished run among `names` (unfinished ones are skipped)."
-    root = _runs_root(out_dir)
-    return [json.loads((root/n/'metrics.json').read_text()) for n in names if (root/n/'metrics.json').exists()]
 
 # %% ../nbs/09_run.ipynb #3bbc8afe
 if __name__ == '__main__' and 'get_ipython' not in globals(): main()

@@ -4,15 +4,15 @@
 
 # %% ../nbs/09a_stackrun.ipynb #c7581b68
 from __future__ import annotations
-import argparse, contextlib, itertools, re, sys, time
+import argparse, contextlib, itertools, re, time
 import torch
 from .config import Config, run_dir
 from .train import Trainer
 from .stack import Stack, _named, check_stackable, stack_name
-from .run import config_from_args, run_lock, train_and_eval, write_json, main as run_main
+from .run import config_from_args, run_lock, train_and_eval, write_json
 
 # %% auto #0
-__all__ = ['member_trainer', 'finish_member', 'train_stack', 'parse_grid', 'stack_configs', 'main', 'fnb_train']
+__all__ = ['member_trainer', 'finish_member', 'train_stack', 'parse_grid', 'stack_configs', 'main']
 
 # %% ../nbs/09a_stackrun.ipynb #8ef342d2
 @torch.no_grad()
@@ -99,11 +99,5 @@ def main(argv=None) -> list:
     for m in ms: print(f"{m['run_name']:40}{m.get('steps', m.get('step')):>7}"
                        f"{m.get('stsb-dev_spearman', float('nan')):>8.2f}{m.get('stsb-test_spearman', float('nan')):>8.2f}")
     return ms
-
-def fnb_train(argv=None):
-    "The `fnb_train` command: one run (`run.main`), or with --seeds / --grid one stack of runs (`main`); returns nothing."
-    argv = sys.argv[1:] if argv is None else list(argv)
-    stacked = any(a.split('=')[0] in ('--seeds', '--grid', '--name') for a in argv)
-    (main if stacked else run_main)(argv)
 
 if __name__ == '__main__' and 'get_ipython' not in globals(): main()
