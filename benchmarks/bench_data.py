@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from fourier_nb.config import Config
-from fourier_nb.data import (STSB_SPLITS, PairBatches, cache_size_mb, cached_nli, cached_stsb, data_dir, load_nli_pairs,
-                             load_tokenizer, pad_batch)
+from fourier_nb.data import STSB_SPLITS, data_dir, load_nli_pairs, load_tokenizer, pad_batch
+from fourier_nb.cache import cache_size_mb, cached_nli, cached_stsb
+from fourier_nb.batches import PairBatches
 
 def timed(f):
     "Run `f()` and return (its result, seconds)."

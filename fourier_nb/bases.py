@@ -7,14 +7,15 @@ from __future__ import annotations
 import functools, math
 import torch
 import torch.nn as nn
-from .config import Config
+import torch.nn.functional as F
+from .config import PEER_EMBEDDINGS, Config
 from .fourier import check_ids, get_basis, normalized_id, register_basis
 
 # %% auto #0
 __all__ = ['HASH_PRIME', 'chebyshev_features', 'rff_sigma', 'rff_features', 'geometric_periods', 'geometric_features', 'n_bits',
            'binary_features', 'random_features', 'legendre_features', 'hermite_span', 'hermite_features',
-           'laguerre_span', 'laguerre_features', 'neighbour_cosine', 'HashEmbedding', 'FactorizedEmbedding',
-           'make_peer_embedding']
+           'laguerre_span', 'laguerre_features', 'delta_cosine', 'neighbour_cosine', 'HashEmbedding',
+           'FactorizedEmbedding', 'make_peer_embedding']
 
 # %% ../nbs/01a_bases.ipynb #9533dc37
 def _sincos(ang: torch.Tensor, dim: int) -> torch.Tensor:
@@ -139,14 +140,24 @@ def laguerre_features(ids: torch.Tensor, vocab_size: int, dim: int, denom: float
     return (_three_term(torch.ones_like(s), 1 - s, step, dim, -s / 2) * math.sqrt(S / 2)).float()   # (..., D)
 
 # %% ../nbs/01a_bases.ipynb #499b5ede
+def delta_cosine(E: torch.Tensor, max_delta: int = 256, chunk: int = 64) -> tuple:
+    "(Δ = 1..max_delta, mean cosine between rows p and p+Δ of E (V, d) over p < V − max_delta), float64."
+    if not 0 < max_delta < len(E): raise ValueError(f"max_delta={max_delta} must be in [1, {len(E) - 1}]")
+    U, n = F.normalize(E.double(), dim=-1), len(E) - max_delta
+    L = len(E) + n                                                           # no circular wrap-around
+    corr = torch.zeros(L // 2 + 1, dtype=torch.complex128)
+    for j in range(0, U.shape[1], chunk):                                    # cross-correlation of U[:n] with U, by FFT
+        u = U[:, j:j + chunk]
+        corr += (torch.fft.rfft(u[:n], L, dim=0).conj() * torch.fft.rfft(u, L, dim=0)).sum(1)
+    lags = torch.fft.irfft(corr, L)                                          # lags[Δ] = Σ_{p<n} U[p]·U[p+Δ]
+    return torch.arange(1, max_delta + 1), lags[1:max_delta + 1] / n
+
 def neighbour_cosine(basis_name: str, vocab_size: int, dim: int, max_offset: int = 32,
                      denom: float | None = None) -> torch.Tensor:
     "Mean cosine between T(p) and T(p+Δ) over p in [0, V - max_offset), for Δ = 1..max_offset -> (max_offset,) float64."
     if not 0 < max_offset < vocab_size: raise ValueError(f"max_offset={max_offset} must be in [1, {vocab_size - 1}]")
-    t = get_basis(basis_name)(torch.arange(vocab_size), vocab_size, dim, denom).double()   # (V, D)
-    t = t / t.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    n = vocab_size - max_offset                                              # ids p with p + Δ in range for every Δ
-    return torch.stack([(t[:n] * t[d:d + n]).sum(-1).mean() for d in range(1, max_offset + 1)])
+    t = get_basis(basis_name)(torch.arange(vocab_size), vocab_size, dim, denom)   # (V, D)
+    return delta_cosine(t, max_offset)[1]
 
 # %% ../nbs/01a_bases.ipynb #1b07fdcb
 HASH_PRIME = 2**31 - 1   # Mersenne prime M of the universal hashes
@@ -189,8 +200,8 @@ class FactorizedEmbedding(nn.Module):
 
 # %% ../nbs/01a_bases.ipynb #e8ed1a2f
 def make_peer_embedding(cfg: Config) -> nn.Module:
-    "The learned peer embedding that `cfg.embedding` names: 'hash' or 'factorized'."
+    "The learned peer embedding that `cfg.embedding` names: one of `config.PEER_EMBEDDINGS`."
     if cfg.embedding == 'hash':
         return HashEmbedding(cfg.vocab_size, cfg.d_model, cfg.hash_buckets, cfg.hash_k, weights=cfg.hash_weights)
     if cfg.embedding == 'factorized': return FactorizedEmbedding(cfg.vocab_size, cfg.d_model, cfg.factor_dim)
-    raise ValueError(f"make_peer_embedding: Config.embedding={cfg.embedding!r} is not 'hash' or 'factorized'")
+    raise ValueError(f"make_peer_embedding: Config.embedding={cfg.embedding!r} is not one of {PEER_EMBEDDINGS}")

@@ -4,29 +4,16 @@
 
 # %% ../nbs/05a_checkpoint.ipynb #e11b0b84
 from __future__ import annotations
-import json, os, random
+import json, random
 from pathlib import Path
 import torch
-from .config import Config, repo_root
+from .config import Config, atomic_write, repo_root
 
 # %% auto #0
-__all__ = ['atomic_write', 'write_tensors', 'read_tensors', 'save_checkpoint', 'load_checkpoint', 'load_weights', 'save_model',
-           'resolve_run', 'load_run']
+__all__ = ['MODEL_FILES', 'write_tensors', 'read_tensors', 'save_checkpoint', 'load_checkpoint', 'load_weights', 'save_model',
+           'resolve_run', 'load_run', 'check_folder']
 
 # %% ../nbs/05a_checkpoint.ipynb #b7dffd05
-def atomic_write(path: Path, write):
-    "Call write(tmp_path), then rename tmp over path: readers see the old file or the new one, never a partial one."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
-    try:
-        write(tmp)
-        with open(tmp, 'rb') as f: os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
-    return path
-
 def write_tensors(path, tensors: dict, meta: dict | None = None):
     "Save tensors (and a JSON-able `meta` dict) to a safetensors file, atomically."
     from safetensors.torch import save_file
@@ -35,7 +22,7 @@ def write_tensors(path, tensors: dict, meta: dict | None = None):
     return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
 
 def read_tensors(path, meta_only: bool = False) -> tuple[dict, dict]:
-    "Load (tensors, meta) from a safetensors file ({} for tensors if meta_only); a missing or corrupt file raises a clear error."
+    "(tensors, meta) of a safetensors file ({} for tensors if meta_only); a missing or bad file raises a clear error."
     from safetensors import safe_open
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"No checkpoint file at {path}")
@@ -57,7 +44,8 @@ def save_checkpoint(path, cfg: Config, model, loss_fn, opt, state: dict):
         t |= {f'opt.{pid}.{k}': (v if torch.is_tensor(v) else torch.tensor(v)) for k, v in st.items()}
     t['rng.torch'] = torch.get_rng_state()
     if torch.cuda.is_available(): t['rng.cuda'] = torch.cuda.get_rng_state()
-    groups = [{k: v.item() if torch.is_tensor(v) else v for k, v in g.items()} for g in osd['param_groups']]  # graphs: lr tensor
+    groups = [{k: v.item() if torch.is_tensor(v) else v for k, v in g.items()}   # graphs: the lr is a tensor
+              for g in osd['param_groups']]
     meta = dict(config=cfg.to_dict(), state=state, param_groups=groups, py_rng=random.getstate())
     return write_tensors(path, t, meta)
 
@@ -118,7 +106,8 @@ def load_run(path_or_name, device='cpu'):
     from fourier_nb.model import SentenceEncoder
     folder = resolve_run(path_or_name)
     try: cfg = Config.from_dict(json.loads((folder/'config.json').read_text()))
-    except FileNotFoundError: raise FileNotFoundError(f"{folder/'config.json'} is missing: not a finished run") from None
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{folder/'config.json'} is missing: not a finished run") from None
     except json.JSONDecodeError as e: raise ValueError(f"{folder/'config.json'} is not valid JSON ({e})") from None
     sd, meta = read_tensors(folder/'model.safetensors')
     if 'config' in meta and Config.from_dict(meta['config']).differences(cfg):
@@ -143,3 +132,23 @@ def _run_tokenizer(folder: Path, cfg: Config):
         from fourier_nb.data import load_tokenizer
         return load_tokenizer(cfg)
     except (FileNotFoundError, ImportError): return None
+
+# %% ../nbs/05a_checkpoint.ipynb #55d9dccb
+MODEL_FILES = ('config.json', 'model.safetensors', 'tokenizer.json')
+
+def check_folder(folder) -> Path:
+    "Raise an error naming the file when `folder` lacks one of MODEL_FILES or holds a JSON file that does not parse."
+    folder = Path(folder)
+    for name in MODEL_FILES:
+        if not (folder/name).is_file():
+            raise FileNotFoundError(f"{folder/name} is missing: a fourier_nb model folder holds "
+                                    f"{', '.join(MODEL_FILES)} (save_pretrained writes them)")
+    for name in ('config.json', 'tokenizer.json'):
+        try: d = json.loads((folder/name).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{folder/name} is corrupt: not valid JSON ({e}). Restore a good copy.") from None
+        if name == 'config.json':
+            try: Config.from_dict(d)
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"{folder/name} is not a fourier_nb config: {e}") from None
+    return folder

@@ -4,17 +4,18 @@
 
 # %% ../nbs/00_config.ipynb #698e8ee5
 from __future__ import annotations
-import dataclasses, difflib, json, os, random
+import dataclasses, difflib, json, os, random, shutil, tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['CHOICES', 'RUNTIME_FIELDS', 'Config', 'repo_root', 'run_dir', 'set_seed', 'pick_device', 'save_fig', 'set_plot_style']
+__all__ = ['CHOICES', 'LEARNED_TABLES', 'PEER_EMBEDDINGS', 'RUNTIME_FIELDS', 'Config', 'repo_root', 'run_dir', 'set_seed',
+           'pick_device', 'atomic_write', 'atomic_folder', 'save_fig', 'set_plot_style']
 
 # %% ../nbs/00_config.ipynb #6ac0a193
 CHOICES = dict(
-    embedding=('fourier', 'learned', 'hash', 'factorized'),
+    embedding=('fourier', 'learned', 'hash', 'factorized'),   # computed, then the tables: plain, then 01a's peers
     emb_mlp=('linear', 'geglu', 'none'),
     released_norm=('vocab', 'max_len'),
     pooler=('tanh', 'none'),
@@ -24,6 +25,8 @@ CHOICES = dict(
     nli_train=('train', 'dev-mix'),
     device=('auto', 'cpu', 'cuda'),
 )
+LEARNED_TABLES = CHOICES['embedding'][1:]   # embeddings learned per id from scratch (the paper's dropout 0.1)
+PEER_EMBEDDINGS = LEARNED_TABLES[1:]        # the small-budget tables that `bases.make_peer_embedding` builds
 
 # Fields that say how a run is executed, not what it computes: a resumed run may change them.
 RUNTIME_FIELDS = {'run_name', 'out_dir', 'device', 'threads', 'data_dir', 'cache_dir', 'eval_every', 'ckpt_every',
@@ -59,38 +62,38 @@ class Config:
     embedding: str = 'fourier'      # 'fourier': computed from the id by a fixed basis; 'learned': a V x d table
     basis: str = 'fourier'          # fixed basis T(p) of a computed embedding; see `fourier.BASES`
     emb_mlp: str = 'linear'         # map on top of the basis: 'linear' (paper: RMSNorm(W T + b + T)), 'geglu', 'none'
-    released_norm: str = 'vocab'    # ablation: 'vocab' divides ids by V-1 (paper); 'max_len' by max_len-1 (released code)
+    released_norm: str = 'vocab'    # ablation: 'vocab' divides ids by V-1 (paper); 'max_len' by max_len-1 (released)
     discard_ffn: bool = False       # ablation: compute each FFN but drop its output, as the released Fourier code does
-    id_order: str = 'identity'      # ids seen by the basis: 'identity', 'random' (fixed permutation), 'frequency' (by count)
-    basis_cache: bool = True        # hold T(p) for every id as a fixed (V, d) buffer (faster on CPU) vs computing it per batch
-    n_layers: int = 1               # transformer blocks; 0 = a bag of token vectors (embedding -> masked mean -> pooler)
+    id_order: str = 'identity'      # ids the basis sees: 'identity', 'random' (a fixed shuffle), 'frequency' (by count)
+    basis_cache: bool = True        # T(p) of every id as a fixed (V, d) buffer (faster on CPU); False: per batch
+    n_layers: int = 1               # transformer blocks; 0 = a bag of token vectors (embedding, masked mean, pooler)
     d_model: int = 256              # width d, also the number of basis features
     n_heads: int = 1                # attention heads (the paper uses heads = layers)
     vocab_size: int = 30522         # V, BERT uncased; must equal the tokenizer's vocabulary
     max_len: int = 128              # tokens per sentence after truncation ([CLS] and [SEP] included)
-    dropout: float = -1.0           # -1 = the paper's choice: 0.1 for learned tables (incl. hash, factorized), 0 for computed
+    dropout: float = -1.0           # -1 = the paper's: 0.1 for learned tables (incl. hash, factorized), 0 for computed
     hash_buckets: int = 1024        # 'hash' embedding: rows in the shared pool
     hash_k: int = 2                 # 'hash' embedding: hashes (and learned weights) per token
     factor_dim: int = 32            # 'factorized' embedding (ALBERT): inner width e of V x e + e x d
     hash_weights: bool = True       # 'hash': learned per-id weights (hash embeddings); False: the plain hashing trick
-    emb_norm: bool = True           # RMSNorm on every token vector (paper); False: raw vectors, whose norms pooling weighs
-    norm_position: str = 'post'     # 'post': h = norm(x + f(x)) (paper); 'pre': h = x + f(norm(x)), a final norm at the end
-    final_norm: bool = True         # the last RMSNorm (post: the last block's second; pre: after the blocks); False: none
-    pooler: str = 'tanh'            # on the mean-pooled vector: 'tanh' = the paper's Linear + tanh; 'none' = the mean itself
+    emb_norm: bool = True           # RMSNorm on every token vector (paper); False: raw vectors (pooling weighs norms)
+    norm_position: str = 'post'     # 'post': h = norm(x + f(x)) (paper); 'pre': h = x + f(norm(x)), then a final norm
+    final_norm: bool = True         # the last RMSNorm (post: last block's second; pre: after the blocks); False: none
+    pooler: str = 'tanh'            # on the mean vector: 'tanh' = the paper's Linear + tanh; 'none' = the mean itself
     # --- data
-    data_source: str = 'local'      # 'local': parquet files in data_dir; 'hub': datasets.load_dataset (needs the network)
+    data_source: str = 'local'      # 'local': Parquet files in data_dir; 'hub': datasets.load_dataset (needs network)
     data_dir: str = ''              # '' = $FNB_DATA_DIR, else ../shared/data beside the repo
     cache_dir: str = ''             # token cache; '' = <repo>/.cache/tokens
-    nli_train: str = 'train'        # 'train': SNLI+MNLI train entailment pairs; 'dev-mix': offline mix of their dev/test
+    nli_train: str = 'train'        # 'train': SNLI+MNLI train entailment pairs; 'dev-mix': offline mix of dev/test
     hard_negatives: bool = False    # add the contradiction hypothesis of the same premise as an extra negative
     max_pairs: int = 0              # keep only this many training pairs (a seeded sample); 0 = all
     train_fraction: float = 1.0     # keep this fraction of the pairs: a prefix of one fixed permutation, so nested
-    subset_seed: int = 0            # the permutation of train_fraction (not the run's seed: every model sees one subset)
+    subset_seed: int = 0            # the permutation of train_fraction (not the run's seed: all models see one subset)
     bucket: bool = True             # length-bucketed batches: sentences of like length share a batch (less padding)
     # --- training
     batch_size: int = 128           # pairs per step (paper 128)
     lr: float = 2e-5                # AdamW peak learning rate (paper 2e-5)
-    emb_lr: float = 0.0             # peak learning rate of the token embedding's parameters; 0 = lr (static tables want ~50x)
+    emb_lr: float = 0.0             # peak lr of the token embedding's parameters; 0 = lr (static tables want ~50x)
     warmup_steps: int = 1000        # linear warm-up, then linear decay to 0 at max_steps
     max_steps: int = 122700         # optimizer steps (paper: 122,700)
     weight_decay: float = 0.01      # AdamW decoupled weight decay (torch default); never on norms, biases or tau
@@ -102,10 +105,10 @@ class Config:
     pad_multiple: int = 8           # fast path: pad device batches to a multiple of this length (few static shapes)
     fused_adam: bool = True         # fast path: AdamW's fused kernel (GPU only)
     compile: bool = False           # fast path: torch.compile the encoder
-    fuse_pairs: bool = False        # fast path: one forward pass over anchors and positives together (half the launches)
+    fuse_pairs: bool = False        # fast path: one forward pass over anchors and positives (half the launches)
     cuda_graphs: bool = False       # fast path (GPU, device_data): the whole step replayed as one CUDA graph per length
     eval_every: int = 0             # STS-B dev evaluation every N steps; 0 = at the end only
-    select_on_dev: bool = False     # report the weights of the best STS-B dev evaluation (every eval_every, and the end)
+    select_on_dev: bool = False     # report the weights of the best STS-B dev score (every eval_every, and the end)
     ckpt_every: int = 0             # checkpoint every N steps; 0 = at the end only
     log_every: int = 50             # progress-bar and log update every N steps (the only host syncs in the loop)
     time_limit_s: float = 0.0       # stop cleanly after this many seconds of training (checkpoint kept); rerun resumes
@@ -125,14 +128,16 @@ class Config:
         if self.d_model % max(self.n_heads, 1) or self.n_heads < 1:
             raise ValueError(f"Config.d_model={self.d_model} must be a multiple of Config.n_heads={self.n_heads}")
         if (self.d_model // self.n_heads) % 2:
-            raise ValueError(f"Config.d_model / n_heads = {self.d_model // self.n_heads}: RoPE needs an even head width")
+            raise ValueError(f"Config.d_model / n_heads = {self.d_model // self.n_heads}: "
+                             "RoPE needs an even head width")
         if self.d_model % 2: raise ValueError(f"Config.d_model={self.d_model}: the sin/cos basis needs an even width")
         if self.cuda_graphs and (not self.device_data or self.compile):
             raise ValueError("Config.cuda_graphs=True needs device_data=True (batches gathered inside the graph) and "
                              "compile=False (one or the other captures the step)")
         for name in ('vocab_size', 'max_len', 'batch_size', 'max_steps', 'eval_batch_size'):
             if getattr(self, name) < 1: raise ValueError(f"Config.{name}={getattr(self, name)} must be >= 1")
-        if self.n_layers < 0: raise ValueError(f"Config.n_layers={self.n_layers} must be >= 0 (0 = a bag of token vectors)")
+        if self.n_layers < 0:
+            raise ValueError(f"Config.n_layers={self.n_layers} must be >= 0 (0 = a bag of token vectors)")
         if not 0 < self.train_fraction <= 1:
             raise ValueError(f"Config.train_fraction={self.train_fraction} must be in (0, 1]")
         if self.emb_lr < 0: raise ValueError(f"Config.emb_lr={self.emb_lr} must be >= 0 (0 = the same as lr)")
@@ -141,7 +146,7 @@ class Config:
     def dropout_p(self) -> float:
         "The dropout actually used: the field, or the paper's choice when it is -1."
         if self.dropout >= 0: return self.dropout
-        return 0.1 if self.embedding in ('learned', 'hash', 'factorized') else 0.0
+        return 0.1 if self.embedding in LEARNED_TABLES else 0.0
 
     @property
     def train_data_name(self) -> str:
@@ -202,9 +207,37 @@ def pick_device(cfg: Config) -> torch.device:
         raise RuntimeError("Config.device='cuda' but torch sees no GPU; use device='auto' or 'cpu'")
     return torch.device('cuda' if cfg.device != 'cpu' and torch.cuda.is_available() else 'cpu')
 
+# %% ../nbs/00_config.ipynb #06162864
+def atomic_write(path: Path, write):
+    "Call write(tmp_path), then rename tmp over path: readers see the old file or the new one, never a partial one."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
+    try:
+        write(tmp)
+        with open(tmp, 'rb') as f: os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists(): tmp.unlink()
+    return path
+
+def atomic_folder(folder: Path, fill, done: str) -> Path:
+    "Call fill(tmp_folder), a new sibling of `folder`, then rename it over `folder`; a failed fill leaves no folder."
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.tmp-{folder.name}-', dir=folder.parent))   # same filesystem: rename is atomic
+    try:
+        fill(tmp)
+        shutil.rmtree(folder, ignore_errors=True)                   # an old or corrupt copy, if any
+        try: os.replace(tmp, folder)
+        except OSError:                                            # another writer finished first: keep its folder
+            if not (folder/done).exists(): raise
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
 # %% ../nbs/00_config.ipynb #84534d28
 def save_fig(fig, name: str, cfg: Config | None = None, run_name: str | None = None) -> Path:
-    "Save `fig` as figures/<name>[__<run_name>].png under the repo root and return the path (not written under nbdev_test)."
+    "Save `fig` as <repo>/figures/<name>[__<run_name>].png and return the path (nothing is written under nbdev_test)."
     rn = run_name or (cfg.run_name if cfg else None)
     path = repo_root()/'figures'/f"{name}{'__' + rn if rn else ''}.png"
     if os.environ.get('IN_TEST'): return path                # nbdev_test draws figures but never changes committed ones

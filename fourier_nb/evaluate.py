@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy, math
 import torch
 import torch.nn.functional as F
-from .config import Config, pick_device
+from .config import Config
 from .model import encode_ids
 
 # %% auto #0
@@ -47,7 +47,7 @@ def cosine_scores(model, s1, s2, batch_size: int = 256, bf16: bool = False) -> t
 
 def stsb_metrics(model, cfg: Config, splits=('validation', 'test')) -> dict:
     "Spearman and Pearson ×100 of cosine vs gold score on each STS-B split: {'stsb-dev_spearman': …, …}."
-    from fourier_nb.data import cached_stsb
+    from fourier_nb.cache import cached_stsb
     out = {}
     for split in splits:
         s1, s2, gold = cached_stsb(cfg, split)
@@ -74,13 +74,13 @@ def dev_spearman(model, cfg: Config) -> float:
 
 def finetune_loop(model, cfg: Config, score=dev_spearman, progress: bool = True) -> list:
     "Fine-tune `model` in place on STS-B train, load the state of its best `score(model, cfg)`; return every evaluation."
-    from fourier_nb.data import cached_stsb
+    from fourier_nb.cache import cached_stsb
     s1, s2, gold = cached_stsb(cfg, 'train')
     gold = torch.as_tensor(gold, dtype=torch.float32)                                   # (N,) in [0, 5]
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]         # as in NLI training: no decay
-    rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]           # on norms and biases
-    opt = torch.optim.AdamW([dict(params=decay, weight_decay=cfg.weight_decay), dict(params=rest, weight_decay=0.0)],
-                            lr=cfg.finetune_lr)
+    from fourier_nb.train import make_optimizer                                         # NLI training's groups: no decay
+    ft = cfg.replace(lr=cfg.finetune_lr, emb_lr=cfg.emb_lr * cfg.finetune_lr / cfg.lr)   # emb_lr/lr kept
+    opt = make_optimizer(ft, model, torch.nn.Module(), next(model.parameters()).device)
+    for grp in opt.param_groups: grp['lr'] = cfg.finetune_lr * grp.get('lr_scale', 1.0)  # the table at emb_lr/lr times
     g = torch.Generator().manual_seed(cfg.seed)
     every = cfg.finetune_eval_every if cfg.finetune_eval_every > 0 else cfg.finetune_steps   # 0: at the end only
     was_training, step, history, best_key, best_i, best_state = model.training, 0, [], None, None, None

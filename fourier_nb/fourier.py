@@ -69,7 +69,7 @@ class FourierEmbedding(nn.Module):
                  denom: float | None = None, id_map: torch.Tensor | None = None, cache_basis: bool = False,
                  eps: float = 1e-6):
         super().__init__()
-        self.vocab_size, self.dim, self.basis_name, self.denom = vocab_size, dim, basis, denom
+        self.vocab_size, self.dim, self.denom = vocab_size, dim, denom
         self.basis = get_basis(basis)
         self.mlp = {'linear': lambda: nn.Linear(dim, dim), 'geglu': lambda: GeGLU(dim, dim, dim),
                     'none': lambda: None}[mlp]()

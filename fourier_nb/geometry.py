@@ -8,6 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 from .config import Config
+from .bases import delta_cosine
 from .evaluate import average_ranks
 from .spectra import (
     init_model, linear_weight, token_embeddings, stsb_embeddings, id_spectrum, singular_spectrum,
@@ -15,8 +16,8 @@ from .spectra import (
 
 # %% auto #0
 __all__ = ['ANALYSES', 'anisotropy', 'effective_rank', 'alignment', 'uniformity', 'similar_dissimilar', 'separation_auc',
-           'geometry_metrics', 'plot_similarity_hist', 'nearest_tokens', 'neighbour_words', 'delta_cosine',
-           'plot_delta_cosine', 'analysis_figure']
+           'geometry_metrics', 'plot_similarity_hist', 'nearest_tokens', 'neighbour_words', 'plot_delta_cosine',
+           'analysis_figure']
 
 # %% ../nbs/08_geometry.ipynb #ba2433e1
 def _unit(X: torch.Tensor) -> torch.Tensor: return F.normalize(X.double(), dim=-1)
@@ -54,7 +55,7 @@ def separation_auc(pos: torch.Tensor, neg: torch.Tensor) -> float:
     return float((r.sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 def geometry_metrics(e1: torch.Tensor, e2: torch.Tensor, gold: torch.Tensor, hi: float = 4.0, lo: float = 1.0) -> dict:
-    "Anisotropy, effective rank and uniformity of all vectors; alignment of gold ≥ hi pairs; cosine of both groups; AUC."
+    "Anisotropy, effective rank, uniformity of all vectors; alignment of gold ≥ hi pairs; cosine of both groups; AUC."
     X, cos = torch.cat([e1, e2]), F.cosine_similarity(e1.double(), e2.double())
     sim, dis = similar_dissimilar(cos, gold, hi, lo)
     return dict(anisotropy=anisotropy(X), effective_rank=effective_rank(X), uniformity=uniformity(X),
@@ -98,18 +99,6 @@ def neighbour_words(E: torch.Tensor, tok, words, k: int = 5) -> list:
             for (w, i), js, cs in zip(found, idx, cos) for r, (j, c) in enumerate(zip(js, cs))]
 
 # %% ../nbs/08_geometry.ipynb #5cd2dcf8
-def delta_cosine(E: torch.Tensor, max_delta: int = 256, chunk: int = 64) -> tuple:
-    "(Δ = 1..max_delta, mean cosine between rows p and p+Δ of E (V, d) over p < V − max_delta), float64."
-    if not 0 < max_delta < len(E): raise ValueError(f"max_delta={max_delta} must be in [1, {len(E) - 1}]")
-    U, n = _unit(E), len(E) - max_delta
-    L = len(E) + n                                                           # no circular wrap-around
-    corr = torch.zeros(L // 2 + 1, dtype=torch.complex128)
-    for j in range(0, U.shape[1], chunk):                                    # cross-correlation of U[:n] with U, by FFT
-        u = U[:, j:j + chunk]
-        corr += (torch.fft.rfft(u[:n], L, dim=0).conj() * torch.fft.rfft(u, L, dim=0)).sum(1)
-    lags = torch.fft.irfft(corr, L)                                          # lags[Δ] = Σ_{p<n} U[p]·U[p+Δ]
-    return torch.arange(1, max_delta + 1), lags[1:max_delta + 1] / n
-
 def plot_delta_cosine(curves: dict, baselines: dict | None = None, title: str = '', styles: dict | None = None):
     "Mean cosine vs id distance Δ (log x) for each {name: (deltas, cosines)}, random-pair levels {name: value} dotted."
     import matplotlib.pyplot as plt
@@ -124,18 +113,21 @@ def plot_delta_cosine(curves: dict, baselines: dict | None = None, title: str = 
     return fig
 
 # %% ../nbs/08_geometry.ipynb #4b73ce9f
-ANALYSES = ('similarity histogram', 'sentence singular values', 'id spectrum', 'cosine vs id distance', 'linear response')
+ANALYSES = ('similarity histogram', 'sentence singular values', 'id spectrum', 'cosine vs id distance',
+            'linear response')
 
 def analysis_figure(analysis: str, model, cfg: Config, layer: int = 0, title: str = '', split: str = 'validation'):
     "The figure of one of `ANALYSES` for one model at `layer` (0 = token embedding, l = after l blocks)."
     if analysis not in ANALYSES: raise ValueError(f"Unknown analysis {analysis!r}; one of {ANALYSES}")
     layer = min(layer, cfg.n_layers)
     head, name = f'{title} · layer {layer}/{cfg.n_layers}', cfg.run_name
-    if analysis == 'linear response': return plot_linear_response(linear_weight(init_model(cfg)), linear_weight(model), title)
+    if analysis == 'linear response':
+        return plot_linear_response(linear_weight(init_model(cfg)), linear_weight(model), title)
     if analysis in ('id spectrum', 'cosine vs id distance'):
         E = token_embeddings(model, layer=layer)                             # (V, d)
         if analysis == 'id spectrum': return plot_id_spectra({name: id_spectrum(E)}, {}, head)
         return plot_delta_cosine({name: delta_cosine(E)}, {name: anisotropy(E)}, head)
     e1, e2, gold = stsb_embeddings(model, cfg, split, layer)                 # (N, d), (N, d), (N,)
-    if analysis == 'sentence singular values': return plot_singular_values({name: singular_spectrum(torch.cat([e1, e2]))}, head)
+    if analysis == 'sentence singular values':
+        return plot_singular_values({name: singular_spectrum(torch.cat([e1, e2]))}, head)
     return plot_similarity_hist({name: similar_dissimilar(F.cosine_similarity(e1, e2), gold)}, head)

@@ -9,40 +9,21 @@ from pathlib import Path
 import torch.nn as nn
 from .config import Config
 from .model import count_params
-from .checkpoint import atomic_write, load_run, resolve_run, save_model
+from .checkpoint import MODEL_FILES, atomic_write, check_folder, load_run, resolve_run, save_model
 
 # %% auto #0
-__all__ = ['MODEL_FILES', 'GIT_URL', 'check_folder', 'model_card', 'save_pretrained', 'from_pretrained', 'export_run',
-           'push_to_hub']
-
-# %% ../nbs/13_hub.ipynb #a8ed0d22
-MODEL_FILES = ('config.json', 'model.safetensors', 'tokenizer.json')
-GIT_URL = 'https://github.com/fourier-nb/fourier_nb'   # settings.ini's git_url (not shipped with the package)
-
-def check_folder(folder) -> Path:
-    "Raise an error naming the file when `folder` lacks one of MODEL_FILES or holds a JSON file that does not parse."
-    folder = Path(folder)
-    for name in MODEL_FILES:
-        if not (folder/name).is_file():
-            raise FileNotFoundError(f"{folder/name} is missing: a fourier_nb model folder holds "
-                                    f"{', '.join(MODEL_FILES)} (save_pretrained writes them)")
-    for name in ('config.json', 'tokenizer.json'):
-        try: d = json.loads((folder/name).read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{folder/name} is corrupt: not valid JSON ({e}). Restore a good copy.") from None
-        if name == 'config.json':
-            try: Config.from_dict(d)
-            except (ValueError, TypeError) as e:
-                raise ValueError(f"{folder/name} is not a fourier_nb config: {e}") from None
-    return folder
+__all__ = ['GIT_URL', 'model_card', 'save_pretrained', 'from_pretrained', 'export_run', 'push_to_hub']
 
 # %% ../nbs/13_hub.ipynb #678b75f0
+GIT_URL = 'https://github.com/fourier-nb/fourier_nb'   # settings.ini's git_url (not shipped with the package)
+
 def _card_results(metrics: dict) -> list:
     "model-index entries for the STS-B scores present in `metrics` (zero-shot and after fine-tuning)."
     out = []
     for prefix, how in (('', 'zero-shot'), ('ft_', 'after fine-tuning on STS-B train')):
         for split in ('dev', 'test'):
-            ms = [dict(type=f'{m}_cosine', value=metrics[f'{prefix}stsb-{split}_{m}'], name=f'{m.title()} (cosine) x100')
+            ms = [dict(type=f'{m}_cosine', value=metrics[f'{prefix}stsb-{split}_{m}'],
+                       name=f'{m.title()} (cosine) x100')
                   for m in ('spearman', 'pearson') if f'{prefix}stsb-{split}_{m}' in metrics]
             if ms: out.append(dict(task=dict(type='sentence-similarity', name=f'STS-B, {how}'),
                                    dataset=dict(type='sentence-transformers/stsb', name='STS-B', split=split),
@@ -67,7 +48,8 @@ def model_card(cfg: Config, n_params: int, metrics: dict | None = None, name: st
     rows = [('parameters', f"{n_params:,}{emb}"),
             ('architecture', f"{cfg.embedding} token embedding ({basis}), {cfg.n_layers} layer(s), d={cfg.d_model}, "
                              f"{cfg.n_heads} head(s), RoPE, post-norm; masked mean + Linear + tanh"),
-            ('tokenizer', f"bert-base-uncased WordPiece, {cfg.vocab_size:,} tokens, at most {cfg.max_len} per sentence"),
+            ('tokenizer', f"bert-base-uncased WordPiece, {cfg.vocab_size:,} tokens, "
+                          f"at most {cfg.max_len} per sentence"),
             ('training data', data),
             ('training', f"InfoNCE on entailment pairs, {m.get('steps', cfg.max_steps):,} steps of {cfg.batch_size} "
                          f"pairs, AdamW lr {cfg.lr:g}" + (', hard negatives' if cfg.hard_negatives else ''))]
@@ -87,8 +69,8 @@ def model_card(cfg: Config, n_params: int, metrics: dict | None = None, name: st
                   '', '| evaluation | split | Spearman | Pearson |', '|---|---|---|---|']
         for r in results:
             v = {x['type'].split('_')[0]: x['value'] for x in r['metrics']}
-            lines.append(f"| {r['task']['name'].split(', ', 1)[1]} | {r['dataset']['split']} | {v.get('spearman', '')} | "
-                         f"{v.get('pearson', '')} |")
+            lines.append(f"| {r['task']['name'].split(', ', 1)[1]} | {r['dataset']['split']} | "
+                         f"{v.get('spearman', '')} | {v.get('pearson', '')} |")
     else: lines.append('No evaluation was recorded with these weights.')
     where = name if '/' in name else f'path/to/{name}'
     lines += ['', '## Usage', '', '```bash', f'pip install git+{GIT_URL}', '```', '', '```python',
@@ -106,9 +88,11 @@ def save_pretrained(model: nn.Module, cfg: Config | None, folder, metrics: dict 
     "Write config.json, model.safetensors, tokenizer.json and a README.md model card into `folder`."
     cfg = cfg or model.cfg
     if cfg.differences(model.cfg):
-        raise ValueError(f"cfg does not describe this model: {sorted(cfg.differences(model.cfg))} differ from model.cfg")
+        raise ValueError(f"cfg does not describe this model: {sorted(cfg.differences(model.cfg))} "
+                         "differ from model.cfg")
     if model.tokenizer is None:
-        raise ValueError("The model has no tokenizer to save: set model.tokenizer = fourier_nb.data.load_tokenizer(cfg)")
+        raise ValueError("The model has no tokenizer to save: "
+                         "set model.tokenizer = fourier_nb.data.load_tokenizer(cfg)")
     if isinstance(metrics, (str, Path)): metrics = json.loads(Path(metrics).read_text())
     folder = save_model(folder, cfg, model, model.tokenizer)
     card = model_card(cfg, count_params(model), metrics, name or folder.name, count_params(model.embed))
@@ -150,11 +134,13 @@ def export_run(path_or_name, folder, finetuned: bool = False, name: str | None =
 
 # %% ../nbs/13_hub.ipynb #c9618996
 def push_to_hub(folder_or_model, repo_id: str, cfg: Config | None = None, metrics: dict | None = None,
-                private: bool = False, token: str | None = None, commit_message: str = 'Upload fourier_nb model') -> str:
+                private: bool = False, token: str | None = None,
+                commit_message: str = 'Upload fourier_nb model') -> str:
     "Upload a save_pretrained folder (or save a model first) to the Hub repo `repo_id`; return the repo URL."
     try: from huggingface_hub import HfApi
     except ImportError:
-        raise ImportError("push_to_hub needs huggingface_hub: pip install huggingface_hub (or fourier_nb[hub])") from None
+        raise ImportError("push_to_hub needs huggingface_hub: "
+                          "pip install huggingface_hub (or fourier_nb[hub])") from None
     tmp = None
     try:
         if isinstance(folder_or_model, nn.Module):

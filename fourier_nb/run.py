@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_run.ipynb #bf07d8ea
 from __future__ import annotations
-import argparse, json, os, platform, subprocess, sys, time
+import argparse, json, os, platform, subprocess, time
 from contextlib import contextmanager
 from pathlib import Path
 import torch

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_spectra.ipynb #36bfba1b
 from __future__ import annotations
-import json, math
+import json
 from pathlib import Path
 import torch
 import torch.nn as nn
@@ -21,22 +21,22 @@ __all__ = ['TEST_RUNS', 'ensure_smoke_run', 'finished_runs', 'run_meta', 'run_ca
 # %% ../nbs/07_spectra.ipynb #527ddcb2
 TEST_RUNS = 'runs/_test'   # where the notebooks' own smoke runs go (from the repo root); finished_runs skips it
 
-def ensure_smoke_run(name: str, embedding: str = 'fourier', config: str = 'configs/smoke.yaml', out_dir: str = TEST_RUNS,
-                     **overrides) -> Path:
-    "The folder of run `name`; a missing run named 'smoke*' is first trained into `out_dir` from `config` on one thread."
+def ensure_smoke_run(name: str, embedding: str = 'fourier', config: str = 'configs/smoke.yaml',
+                     out_dir: str = TEST_RUNS, **overrides) -> Path:
+    "The folder of run `name`; a missing 'smoke*' run is first trained into `out_dir` from `config`, on one thread."
     try: return resolve_run(name)
     except FileNotFoundError:
         if not str(name).startswith('smoke'): raise
     folder = run_dir(Config(run_name=name, out_dir=out_dir))
     if (folder/'model.safetensors').exists(): return folder                    # trained by an earlier test
     from fourier_nb.run import read_config_file, train_and_eval
-    cfg = Config.from_dict(read_config_file(config) | dict(run_name=name, embedding=embedding, threads=1, out_dir=out_dir)
-                           | overrides)
+    cfg = Config.from_dict(read_config_file(config)
+                           | dict(run_name=name, embedding=embedding, threads=1, out_dir=out_dir) | overrides)
     train_and_eval(cfg, progress=False)                                         # resumes a killed one
     return folder
 
 def finished_runs(root=None) -> list:
-    "Names of the run folders under `root` (default <repo>/runs) with model.safetensors and a config.json Config accepts."
+    "Names of the run folders under `root` (default <repo>/runs) with model.safetensors and a valid config.json."
     root = Path(root) if root else repo_root()/'runs'
     def ok(folder):
         try: return bool(Config.from_dict(json.loads((folder/'config.json').read_text())))
@@ -56,7 +56,8 @@ def run_caption(*names) -> str:
     metas = [run_meta(n) for n in names]
     def one(n, m):
         dev = f", STS-B dev {m['stsb-dev_spearman']:.1f}" if 'stsb-dev_spearman' in m else ''
-        return f"{Path(str(n)).name}: {m['embedding']} L{m['n_layers']} d{m['d_model']}, {m.get('steps', '?')} steps{dev}"
+        return (f"{Path(str(n)).name}: {m['embedding']} L{m['n_layers']} d{m['d_model']}, "
+                f"{m.get('steps', '?')} steps{dev}")
     data = {m['train_data'] for m in metas}
     tail = f"trained on {data.pop()}" if len(data) == 1 else ' / '.join(f"{Path(str(n)).name} on {m['train_data']}"
                                                                         for n, m in zip(names, metas))
@@ -64,7 +65,7 @@ def run_caption(*names) -> str:
 
 # %% ../nbs/07_spectra.ipynb #073cb0ed
 def init_model(cfg: Config) -> SentenceEncoder:
-    "The run's encoder at step 0, as the trainer builds it (torch seeded with cfg.seed); the global RNG is left as it was."
+    "The run's encoder at step 0 as the trainer builds it (torch seeded with cfg.seed); the global RNG is left alone."
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         return SentenceEncoder(cfg).eval()
@@ -92,7 +93,8 @@ def plot_linear_response(before: torch.Tensor, after: torch.Tensor, title: str =
     delta = after - before
     mb, ma, md = pair_magnitude(before), pair_magnitude(after), pair_magnitude(delta)
     k = torch.arange(1, mb.shape[1] + 1)
-    fig, axs = plt.subplots(1, 4, figsize=(19, 4.4), layout='constrained', gridspec_kw=dict(width_ratios=[1.3, 1, 1, 1]))
+    fig, axs = plt.subplots(1, 4, figsize=(19, 4.4), layout='constrained',
+                            gridspec_kw=dict(width_ratios=[1.3, 1, 1, 1]))
     axs[0].plot(k, frequency_energy(before), label='W, step 0 (same seed)', color='0.5', ls='--')
     axs[0].plot(k, frequency_energy(after), label='W, trained', color='C0')
     axs[0].plot(k, frequency_energy(delta), label='ΔW = trained − step 0', color='C1')
@@ -100,7 +102,8 @@ def plot_linear_response(before: torch.Tensor, after: torch.Tensor, title: str =
                title='energy per frequency')
     axs[0].legend(fontsize=8)
     vmax = float(torch.maximum(mb.max(), ma.max()))
-    for ax, m, name, top in ((axs[1], mb, 'W, step 0', vmax), (axs[2], ma, 'W, trained', vmax), (axs[3], md, '|ΔW|', None)):
+    for ax, m, name, top in ((axs[1], mb, 'W, step 0', vmax), (axs[2], ma, 'W, trained', vmax),
+                             (axs[3], md, '|ΔW|', None)):
         im = ax.imshow(m, aspect='auto', cmap='viridis', vmin=0, vmax=top, origin='lower', interpolation='nearest',
                        extent=(0.5, m.shape[1] + 0.5, -0.5, m.shape[0] - 0.5))
         ax.set(xlabel='input frequency k', ylabel='output dim', title=f'{name} by frequency')
@@ -124,16 +127,16 @@ def layer_states(model, ids: torch.Tensor, mask: torch.Tensor | None = None, lay
 
 @torch.no_grad()
 def token_embeddings(model, n: int | None = None, layer: int = 0, chunk: int = 4096) -> torch.Tensor:
-    "Rows (n, d) for ids 0..n-1 (default all V): E(p) at layer 0, else each id as a one-token input after `layer` blocks."
+    "Rows (n, d) for ids 0..n-1 (default V): E(p) at layer 0, else each id as a one-token input after `layer` blocks."
     n = n or model.cfg.vocab_size
     device = next(model.parameters()).device
-    out = [layer_states(model, torch.arange(s, min(s + chunk, n), device=device)[:, None], None, layer)[:, 0].float().cpu()
-           for s in range(0, n, chunk)]                                      # chunks of (c, d)
+    ids = lambda s: torch.arange(s, min(s + chunk, n), device=device)[:, None]   # (c, 1): one-token inputs
+    out = [layer_states(model, ids(s), None, layer)[:, 0].float().cpu() for s in range(0, n, chunk)]   # (c, d) each
     return torch.cat(out)                                                    # (n, d)
 
 # %% ../nbs/07_spectra.ipynb #456b4a1f
 def id_spectrum(E: torch.Tensor) -> torch.Tensor:
-    "Mean over columns of |DFT| along the id axis of E (n, d), column means removed: (n//2 + 1,) float64, bin f = f cycles."
+    "Mean over columns of |DFT| along the ids of E (n, d), column means removed: (n//2 + 1,) float64; bin f = f cycles."
     X = E.double() - E.double().mean(0)                                      # (n, d)
     return torch.fft.rfft(X, dim=0).abs().mean(1) / len(E)                   # (n//2 + 1,)
 
@@ -147,7 +150,8 @@ def plot_id_spectra(spectra: dict, marks: dict | None = None, title: str = '', s
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(9, 4.5), layout='constrained')
     for i, (name, s) in enumerate(spectra.items()):
-        ax.plot(torch.arange(1, len(s)), s[1:], lw=0.8, label=name, **({'color': f'C{i}'} | (styles or {}).get(name, {})))
+        st = {'color': f'C{i}'} | (styles or {}).get(name, {})
+        ax.plot(torch.arange(1, len(s)), s[1:], lw=0.8, label=name, **st)
     for j, (label, f) in enumerate((marks or {}).items()):
         ax.axvline(f, color='k', ls=':', lw=1)
         ax.annotate(label, (f, 0.97 - 0.07 * j), xycoords=('data', 'axes fraction'), ha='left', va='top', fontsize=8,
@@ -177,8 +181,8 @@ def encode_layer(model, seqs, layer: int | None = None, batch_size: int = 256) -
 
 def stsb_embeddings(model, cfg: Config, split: str = 'validation', layer: int | None = None,
                     batch_size: int = 256) -> tuple:
-    "(e1, e2, gold): vectors of both sentences of every STS-B `split` pair (see `encode_layer`) and the float64 gold scores."
-    from fourier_nb.data import cached_stsb
+    "(e1, e2, gold): both sides' vectors of each STS-B `split` pair (see `encode_layer`) and their float64 gold scores."
+    from fourier_nb.cache import cached_stsb
     s1, s2, gold = cached_stsb(cfg, split)
     return (encode_layer(model, s1, layer, batch_size), encode_layer(model, s2, layer, batch_size),
             torch.as_tensor(gold, dtype=torch.float64))

@@ -7,6 +7,8 @@ from __future__ import annotations
 import math, time
 import torch
 from .config import Config, pick_device, run_dir, set_seed
+from .cache import cached_nli
+from .batches import PairBatches
 from .model import SentenceEncoder
 from .fourier import check_ids
 from .loss import InfoNCE
@@ -44,7 +46,6 @@ class NonFiniteLoss(FloatingPointError): pass
 class Trainer:
     "Everything one NLI training run needs; `fit()` trains, `resume()` continues from the run's checkpoint."
     def __init__(self, cfg: Config, progress: bool = True):
-        from fourier_nb.data import cached_nli, PairBatches
         self.cfg, self.dir = cfg, run_dir(cfg)
         self.rank, self.world, _ = dist_env()
         self.device, self.progress = init_distributed(pick_device(cfg)), progress and self.rank == 0

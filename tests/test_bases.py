@@ -1,11 +1,10 @@
-"The extra bases and the learned peers, seen from the model: Config -> SentenceEncoder, parameter counts, separability."
+"The extra bases and the learned peers, seen from the model: Config -> SentenceEncoder and parameter counts."
 import subprocess, sys
 import pytest
 import torch
 from fourier_nb.config import Config
 from fourier_nb.fourier import FourierEmbedding, get_basis
 from fourier_nb.model import SentenceEncoder, count_params
-from fourier_nb.bases import neighbour_cosine
 
 NEW_BASES = ['chebyshev', 'rff', 'geometric', 'binary']
 V = 30_522
@@ -70,18 +69,3 @@ def test_peer_parameter_counts(d):
     assert count_params(SentenceEncoder(cfg)) == table + 256 * d + 3 * V + d
     assert count_params(SentenceEncoder(Config(embedding='factorized', d_model=d))) == table + 32 * V + 32 * d + d
     assert count_params(SentenceEncoder(Config(embedding='factorized', d_model=d, factor_dim=8))) == table + 8 * V + 8 * d + d
-
-def test_paper_section7_counts():
-    "PAPER.md §7 at d = 256, before the embedding norm: ALBERT E=32 984,896; hash B=256, k=2 126,580."
-    emb = lambda **kw: SentenceEncoder(Config(d_model=256, **kw)).embed
-    assert count_params(emb(embedding='factorized', factor_dim=32)) - 256 == 984_896
-    assert count_params(emb(embedding='hash', hash_buckets=256, hash_k=2)) - 256 == 126_580
-
-def test_neighbour_cosine_ordering():
-    "Δ = 1 at V = 30,522, d = 256: the smooth bases barely separate neighbours, geometric and binary clearly do."
-    c = {b: neighbour_cosine(b, V, 256, max_offset=8) for b in ['fourier', *NEW_BASES]}
-    assert all(v.shape == (8,) for v in c.values())
-    assert c['fourier'][0] > 0.999
-    assert min(c['fourier'][0], c['rff'][0], c['chebyshev'][0]) > 0.999 > 0.9 > max(c['geometric'][0], c['binary'][0])
-    assert abs(c['rff'][0] - c['fourier'][0]) < 1e-4                     # σ matched to the paper's frequencies
-    assert (c['fourier'].diff() < 0).all() and (c['geometric'].diff() < 0).all()   # smooth bases decay with Δ

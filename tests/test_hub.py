@@ -8,9 +8,9 @@ import yaml
 from fourier_nb.config import Config, repo_root
 from fourier_nb.data import load_tokenizer
 from fourier_nb.model import SentenceEncoder
-from fourier_nb.checkpoint import load_run
+from fourier_nb.checkpoint import MODEL_FILES, load_run
 from fourier_nb.run import config_from_args, train_and_eval
-from fourier_nb.hub import MODEL_FILES, export_run, from_pretrained, push_to_hub, save_pretrained
+from fourier_nb.hub import export_run, from_pretrained, push_to_hub, save_pretrained
 
 ROOT = repo_root(Path(__file__).parent)
 S = ['A man plays a guitar.', 'A dog runs in the park.', 'Markets fell sharply in Asia today after the news.', 'Hi']

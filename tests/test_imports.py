@@ -1,0 +1,146 @@
+"""The library reads in the order of the notebooks: no import cycles, and no module needs a later notebook's module.
+
+The order is that of `nbs/*.ipynb` by file name (what `nbdev_test` and a reader see), each notebook standing for the
+module its `#| default_exp` names. Imports inside functions ("lazy") run only when called; those that point forward
+are allowed only while they are listed in `PENDING`, with the change that removes them.
+"""
+import ast, json, os, re, subprocess, sys
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).parents[1]
+PKG = ROOT/'fourier_nb'
+MODULES = sorted(p.stem for p in PKG.glob('*.py') if not p.stem.startswith('_'))
+
+# Lazy imports of a later notebook's module: (module, imported module) -> the edit that removes the edge.
+PENDING = {
+    ('fourier', 'bases'): "get_basis imports bases to register the other bases: goes once 03_model imports "
+                          "fourier_nb.bases at module level (then get_basis is a plain lookup)",
+    ('model', 'hub'): "SentenceEncoder.from_pretrained/save_pretrained/push_to_hub wrap hub's functions: "
+                      "goes when 03_model drops the three methods (hub's functions are the one path)",
+    ('train', 'fast'): "Trainer picks DeviceBatches / GraphedStep itself: 05_train",
+    ('stack', 'evaluate'): "Stack.fit's progress bar is evaluate._bar: 05d_stack",
+    ('spectra', 'run'): "ensure_smoke_run trains a missing smoke run with run.train_and_eval (07 reads runs that "
+                        "09_run makes)",
+}
+# Modules that import a later module at module level: module -> the edit that fixes it.
+LATE_AT_IMPORT = {
+    'train': "05_train imports checkpoint (05a), distributed (05c) and evaluate (06) at module level",
+}
+
+
+def notebook_order() -> list:
+    "Module names in the order of the notebooks that export them (nbs/*.ipynb by file name; `_` drafts skipped)."
+    order = []
+    for nb in sorted((ROOT/'nbs').glob('*.ipynb')):
+        if nb.name.startswith('_'): continue
+        for c in json.loads(nb.read_text())['cells']:
+            m = re.match(r'\s*#\|\s*default_exp\s+(\S+)', ''.join(c['source'])) if c['cell_type'] == 'code' else None
+            if m:
+                order.append(m.group(1))
+                break
+    return order
+
+ORDER = notebook_order()
+
+
+def _targets(node, modules=MODULES) -> list:
+    "The fourier_nb modules an import statement names (relative or absolute)."
+    if isinstance(node, ast.ImportFrom):
+        if node.level == 1 or node.module == 'fourier_nb':      # from .x import y / from . import x / from fourier_nb import x
+            names = [node.module.split('.')[0]] if node.level == 1 and node.module else [a.name for a in node.names]
+        elif node.level == 0 and node.module and node.module.startswith('fourier_nb.'):
+            names = [node.module.split('.')[1]]                 # from fourier_nb.x import y
+        else: return []
+    elif isinstance(node, ast.Import):
+        names = [a.name.split('.')[1] for a in node.names if a.name.startswith('fourier_nb.')]   # import fourier_nb.x
+    else: return []
+    return [n for n in names if n in modules]
+
+def imports(module: str) -> list:
+    "(imported module, line, lazy) for every import of a fourier_nb module in fourier_nb/<module>.py."
+    out = []
+    def walk(node, lazy):
+        for ch in ast.iter_child_nodes(node):
+            inner = lazy or isinstance(ch, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            out.extend((t, ch.lineno, inner) for t in _targets(ch))
+            walk(ch, inner)
+    walk(ast.parse((PKG/f'{module}.py').read_text()), False)
+    return out
+
+def find_cycle(graph: dict) -> list:
+    "One cycle [a, b, ..., a] of a {module: {imported modules}} graph, or [] if there is none."
+    state, stack = {}, []
+    def visit(m):
+        state[m] = 'open'; stack.append(m)
+        for t in sorted(graph.get(m, ())):
+            if state.get(t) == 'open': return stack[stack.index(t):] + [t]
+            if t not in state and (c := visit(t)): return c
+        state[m] = 'done'; stack.pop()
+        return []
+    for m in sorted(graph):
+        if m not in state and (c := visit(m)): return c
+    return []
+
+def later(a: str, b: str) -> bool: return ORDER.index(b) > ORDER.index(a)
+
+
+def test_every_module_has_a_notebook():
+    assert sorted(ORDER) == MODULES, f"modules without a notebook: {set(MODULES) - set(ORDER)}"
+    assert len(set(ORDER)) == len(ORDER), f"two notebooks export one module: {ORDER}"
+
+def test_the_walk_sees_every_form_of_import():
+    tree = ast.parse("from .a import x\nfrom . import b\nfrom fourier_nb.c import y\nfrom fourier_nb import d\n"
+                     "import fourier_nb.e\nimport os\nfrom fourier_nb import __version__")
+    assert [t for node in tree.body for t in _targets(node, ('a', 'b', 'c', 'd', 'e'))] == ['a', 'b', 'c', 'd', 'e']
+    assert find_cycle({'a': {'b'}, 'b': {'c'}, 'c': {'a'}}) == ['a', 'b', 'c', 'a']
+    assert find_cycle({'a': {'b'}, 'b': {'c'}, 'c': set()}) == []
+
+def test_no_cycle_among_module_level_imports():
+    graph = {m: {t for t, _, lazy in imports(m) if not lazy} for m in MODULES}
+    cycle = find_cycle(graph)
+    assert not cycle, 'module-level import cycle: ' + ' -> '.join(cycle)
+
+def test_lazy_imports_of_later_modules_are_pending():
+    "A lazy import may point forward only while PENDING names it; an edge that is gone must leave PENDING too."
+    forward = {(m, t): line for m in MODULES for t, line, lazy in imports(m) if lazy and later(m, t)}
+    new = {f'fourier_nb/{m}.py:{line} imports {t}' for (m, t), line in forward.items() if (m, t) not in PENDING}
+    gone = {k for k in PENDING if k not in forward}
+    assert not new, f"lazy imports of a later notebook's module (move the code, or list the edge in PENDING): {new}"
+    assert not gone, f"these edges are gone: remove them from PENDING: {gone}"
+
+def test_module_level_imports_follow_the_notebooks():
+    "Static twin of the subprocess test below: every module-level import names an earlier notebook's module."
+    late = {m: sorted({t for t, _, lazy in imports(m) if not lazy and later(m, t)}) for m in MODULES}
+    late = {m: ts for m, ts in late.items() if ts}
+    assert set(late) == set(LATE_AT_IMPORT), f"module-level imports of later modules: {late}"
+
+def _late_through(m: str) -> str:
+    "The LATE_AT_IMPORT module that m imports at module level (itself or through other modules), or ''."
+    seen, todo = set(), [m]
+    while todo:
+        x = todo.pop()
+        if x in seen: continue
+        seen.add(x)
+        if x in LATE_AT_IMPORT and any(later(m, t) for t, _, lazy in imports(x) if not lazy): return x
+        todo += [t for t, _, lazy in imports(x) if not lazy]
+    return ''
+
+@pytest.mark.parametrize('module', [pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=f"{_late_through(m)}: "
+                                                                            f"{LATE_AT_IMPORT[_late_through(m)]}"))
+                                    if _late_through(m) else m for m in ORDER])
+def test_imports_with_every_later_module_blocked(module):
+    "A fresh interpreter imports fourier_nb.<module> while every later notebook's module raises ImportError."
+    blocked = [f'fourier_nb.{m}' for m in ORDER[ORDER.index(module) + 1:]]
+    code = f"""
+import importlib.abc, sys
+class Later(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name in {blocked!r}: raise ImportError(name + ' comes after {module} in the notebooks')
+sys.meta_path.insert(0, Later())
+import fourier_nb.{module}
+print('ok')
+"""
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT,
+                       env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert r.stdout.strip() == 'ok', r.stderr[-2000:]
