@@ -62,7 +62,8 @@ def test_second_run_with_the_same_name_fails_fast_naming_the_lock(tmp_path):
     "Two real runs with one run_name: the second stops before training, naming the lock file and the first's pid."
     ov = f'out_dir={tmp_path},run_name=twin,d_model=16,max_steps=100000,log_every=50,ckpt_every=0'
     env = os.environ | dict(OMP_NUM_THREADS='1')
-    first = _cli('--config', 'configs/smoke.yaml', '--overrides', ov, env=env)
+    sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)    # a runner started in the background ignores it
+    first = _cli('--config', 'configs/smoke.yaml', '--overrides', ov, env=env, preexec_fn=sigint)
     lock = tmp_path/'twin.lock'
     try:
         while not (lock.exists() and lock.read_text()) and first.poll() is None: time.sleep(0.01)
