@@ -128,19 +128,17 @@ class Config:
         if self.d_model % max(self.n_heads, 1) or self.n_heads < 1:
             raise ValueError(f"Config.d_model={self.d_model} must be a multiple of Config.n_heads={self.n_heads}")
         if (self.d_model // self.n_heads) % 2:
-            raise ValueError(f"Config.d_model / n_heads = {self.d_model // self.n_heads}: "
-                             "RoPE needs an even head width")
+            raise ValueError(f"Config.d_model/n_heads = {self.d_model // self.n_heads}: RoPE needs an even head width")
         if self.d_model % 2: raise ValueError(f"Config.d_model={self.d_model}: the sin/cos basis needs an even width")
         if self.cuda_graphs and (not self.device_data or self.compile):
             raise ValueError("Config.cuda_graphs=True needs device_data=True (batches gathered inside the graph) and "
                              "compile=False (one or the other captures the step)")
         for name in ('vocab_size', 'max_len', 'batch_size', 'max_steps', 'eval_batch_size'):
             if getattr(self, name) < 1: raise ValueError(f"Config.{name}={getattr(self, name)} must be >= 1")
-        if self.n_layers < 0:
-            raise ValueError(f"Config.n_layers={self.n_layers} must be >= 0 (0 = a bag of token vectors)")
-        if not 0 < self.train_fraction <= 1:
-            raise ValueError(f"Config.train_fraction={self.train_fraction} must be in (0, 1]")
-        if self.emb_lr < 0: raise ValueError(f"Config.emb_lr={self.emb_lr} must be >= 0 (0 = the same as lr)")
+        for name, ok, want in (('n_layers', self.n_layers >= 0, '>= 0 (0 = a bag of token vectors)'),
+                               ('train_fraction', 0 < self.train_fraction <= 1, 'in (0, 1]'),
+                               ('emb_lr', self.emb_lr >= 0, '>= 0 (0 = the same as lr)')):
+            if not ok: raise ValueError(f"Config.{name}={getattr(self, name)} must be {want}")
 
     @property
     def dropout_p(self) -> float:
@@ -223,8 +221,7 @@ def atomic_write(path: Path, write):
 
 def atomic_folder(folder: Path, fill, done: str) -> Path:
     "Call fill(tmp_folder), a new sibling of `folder`, then rename it over `folder`; a failed fill leaves no folder."
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    (folder := Path(folder)).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.tmp-{folder.name}-', dir=folder.parent))   # same filesystem: rename is atomic
     try:
         fill(tmp)

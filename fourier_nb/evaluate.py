@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from .config import Config
 from .model import encode_ids
+from .optim import make_optimizer
 
 # %% auto #0
 __all__ = ['SPLIT_NAMES', 'average_ranks', 'pearson', 'spearman', 'encode_sequences', 'cosine_scores', 'stsb_metrics',
@@ -77,7 +78,6 @@ def finetune_loop(model, cfg: Config, score=dev_spearman, progress: bool = True)
     from fourier_nb.cache import cached_stsb
     s1, s2, gold = cached_stsb(cfg, 'train')
     gold = torch.as_tensor(gold, dtype=torch.float32)                                   # (N,) in [0, 5]
-    from fourier_nb.train import make_optimizer                                         # NLI training's groups: no decay
     ft = cfg.replace(lr=cfg.finetune_lr, emb_lr=cfg.emb_lr * cfg.finetune_lr / cfg.lr)   # emb_lr/lr kept
     opt = make_optimizer(ft, model, torch.nn.Module(), next(model.parameters()).device)
     for grp in opt.param_groups: grp['lr'] = cfg.finetune_lr * grp.get('lr_scale', 1.0)  # the table at emb_lr/lr times

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from .batches import PairBatches
-from .train import lr_at
+from .optim import lr_at
 
 # %% auto #0
 __all__ = ['DeviceBatches', 'GraphedStep']

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 from .config import Config, run_dir
 from .fourier import check_ids
-from .train import NonFiniteLoss, Trainer, lr_at
+from .optim import lr_at
+from .train import NonFiniteLoss, Trainer
 from .checkpoint import atomic_write, read_tensors, write_tensors
 
 # %% auto #0

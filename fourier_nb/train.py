@@ -12,33 +12,13 @@ from .batches import PairBatches
 from .model import SentenceEncoder
 from .fourier import check_ids
 from .loss import InfoNCE
+from .optim import lr_at, make_optimizer
 from .checkpoint import save_checkpoint, load_checkpoint, read_tensors, write_tensors
 from .evaluate import stsb_metrics, _bar
 from .distributed import dist_env, init_distributed, rank_rows, gather_rows, agree, barrier, is_main
 
 # %% auto #0
-__all__ = ['lr_at', 'make_optimizer', 'NonFiniteLoss', 'Trainer', 'frequency_ranks']
-
-# %% ../nbs/05_train.ipynb #5b417a2c
-def lr_at(step: int, cfg: Config) -> float:
-    "Learning rate for optimiser step `step` (0-based): linear warm-up to cfg.lr, then linear decay to 0."
-    if step < cfg.warmup_steps: return cfg.lr * (step + 1) / cfg.warmup_steps
-    return cfg.lr * max(0.0, (cfg.max_steps - step) / max(1, cfg.max_steps - cfg.warmup_steps))
-
-def make_optimizer(cfg: Config, model, loss_fn, device) -> torch.optim.AdamW:
-    "AdamW with decay on >=2-d weights only; the token embedding in groups of its own at emb_lr when cfg.emb_lr > 0."
-    emb = {id(p) for p in model.embed.parameters()} if cfg.emb_lr else set()
-    def split(params, **kw):                  # -> [body group, embedding group]; lr_scale scales the schedule's lr
-        params = [p for p in params if p.requires_grad]
-        return [dict(params=[p for p in params if id(p) not in emb], **kw),
-                dict(params=[p for p in params if id(p) in emb], lr_scale=cfg.emb_lr / cfg.lr, **kw)]
-    params = list(model.parameters())
-    groups = (split([p for p in params if p.dim() >= 2], weight_decay=cfg.weight_decay)
-              + split([p for p in params if p.dim() < 2] + list(loss_fn.parameters()), weight_decay=0.0))
-    groups = [g for g in groups if g['params'] or 'lr_scale' not in g]     # emb_lr=0: the two groups of before
-    gpu = device.type == 'cuda'
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), fused=(cfg.fused_adam or cfg.cuda_graphs) and gpu,
-                             capturable=cfg.cuda_graphs and gpu)
+__all__ = ['NonFiniteLoss', 'Trainer', 'frequency_ranks']
 
 # %% ../nbs/05_train.ipynb #f1858ce0
 class NonFiniteLoss(FloatingPointError): pass
