@@ -95,6 +95,20 @@ def sentences(cfg: Config, n: int) -> list:
     if len(out) < n: raise SystemExit(f"STS-B has only {len(out)} sentences; use --n {len(out)} or less")
     return out[:n]
 
+def cpu_clock() -> tuple:
+    "(wall s, busy CPU-s of the machine from /proc/stat, CPU-s of this process): over a run, what others took."
+    with open('/proc/stat') as f: j = [int(x) for x in f.readline().split()[1:]]
+    busy = (sum(j) - j[3] - (j[4] if len(j) > 4 else 0)) / os.sysconf('SC_CLK_TCK')   # all but idle and iowait
+    t = os.times()
+    return time.time(), busy, t.user + t.system
+
+def other_cpu(start: tuple) -> dict:
+    "CPU used by other processes since `start` (a cpu_clock()), in CPU-s and as a share of the machine's cores."
+    (w0, b0, o0), (w1, b1, o1) = start, cpu_clock()
+    other = max(0.0, (b1 - b0) - (o1 - o0))
+    return dict(wall_s=round(w1 - w0, 1), other_processes_cpu_s=round(other, 1),
+                other_processes_cpu_share=round(other / ((w1 - w0) * os.cpu_count()), 3))
+
 def cpu_name() -> str:
     "The CPU model from /proc/cpuinfo (platform.processor() is often empty on Linux)."
     return next((l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines()
@@ -434,6 +448,7 @@ def main(argv=None):
     from model2vec import StaticModel, __version__ as m2v_version
     import tokenizers
     cfg, load_before, cpu = Config(), os.getloadavg()[0], cpu_name()
+    clock = cpu_clock()
     texts = sentences(cfg, a.n)
     df = load_stsb(cfg, 'test')
     test = (df.sentence1.tolist(), df.sentence2.tolist(), np.array(df.score, dtype=np.float64))
@@ -513,7 +528,7 @@ def main(argv=None):
                date=datetime.datetime.now().isoformat(timespec='seconds'), torch=torch.__version__,
                sentence_transformers=st_version, model2vec=m2v_version, tokenizers=tokenizers.__version__,
                python=platform.python_version(), load_avg_1min=[round(load_before, 2), round(os.getloadavg()[0], 2)],
-               kit_tokenizer_sentences_per_s=round(a.n / min(tok_s), 1), int8=a.int8, onnx=a.onnx, deploy=deploy(a),
+               contention=other_cpu(clock), kit_tokenizer_sentences_per_s=round(a.n / min(tok_s), 1), int8=a.int8, onnx=a.onnx, deploy=deploy(a),
                ratios=ratios(rows), rows=rows)
     Path(a.out).write_text(json.dumps(out, indent=1) + '\n')
     print(f"\n{a.n:,} STS-B sentences, batch {a.batch_size}, {a.threads} thread(s), {cpu}; torch {torch.__version__}")
@@ -540,9 +555,11 @@ def main(argv=None):
           f"measured {t['sentences_per_s']:,.0f} ({100 * t['ceiling_fraction']:.0f}%)")
     print(f"the kit's tokenizer alone: {out['kit_tokenizer_sentences_per_s']:,.0f} sentences/s (a bag's ceiling)")
     print(f"memory: {MEMORY}\nwrote {a.out}")
-    if max(out['load_avg_1min']) > 0.5:
-        print(f"warning: the machine was busy (1-min load average {out['load_avg_1min']}): other processes share "
-              f"the cores, so the timings are not reliable")
+    c = out['contention']
+    print(f"other processes used {c['other_processes_cpu_s']} CPU-s in {c['wall_s']} s "
+          f"({100 * c['other_processes_cpu_share']:.1f}% of the {os.cpu_count()} cores)")
+    if c['other_processes_cpu_share'] > 0.05:
+        print("warning: the machine was busy: other processes shared the cores, so the timings are not reliable")
     return out
 
 if __name__ == '__main__': main()

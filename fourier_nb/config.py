@@ -5,13 +5,13 @@
 # %% ../nbs/00_config.ipynb #698e8ee5
 from __future__ import annotations
 import dataclasses, difflib, json, os, random, shutil, tempfile
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['CHOICES', 'LEARNED_TABLES', 'PEER_EMBEDDINGS', 'RUNTIME_FIELDS', 'Config', 'repo_root', 'run_dir', 'set_seed',
-           'pick_device', 'atomic_write', 'atomic_folder', 'save_fig', 'set_plot_style']
+__all__ = ['CHOICES', 'LEARNED_TABLES', 'PEER_EMBEDDINGS', 'RUNTIME', 'RUNTIME_FIELDS', 'Config', 'repo_root', 'run_dir',
+           'set_seed', 'pick_device', 'atomic_write', 'atomic_folder', 'save_fig', 'set_plot_style']
 
 # %% ../nbs/00_config.ipynb #6ac0a193
 CHOICES = dict(
@@ -28,10 +28,8 @@ CHOICES = dict(
 LEARNED_TABLES = CHOICES['embedding'][1:]   # embeddings learned per id from scratch (the paper's dropout 0.1)
 PEER_EMBEDDINGS = LEARNED_TABLES[1:]        # the small-budget tables that `bases.make_peer_embedding` builds
 
-# Fields that say how a run is executed, not what it computes: a resumed run may change them.
-RUNTIME_FIELDS = {'run_name', 'out_dir', 'device', 'threads', 'data_dir', 'cache_dir', 'eval_every', 'ckpt_every',
-                  'log_every', 'time_limit_s', 'eval_batch_size', 'data_source', 'basis_cache', 'device_data',
-                  'pad_multiple', 'fused_adam', 'compile', 'fuse_pairs', 'cuda_graphs'}
+RUNTIME = {'runtime': True}   # field metadata: how a run executes, not what it computes (resumes may change it)
+def _rt(default): return field(default=default, metadata=RUNTIME)   # a field that `Config.differences` ignores
 
 def _coerce(name, v, want):
     "Turn `v` into type `want` where that loses nothing; raise a TypeError naming the field otherwise."
@@ -53,11 +51,11 @@ def _coerce(name, v, want):
 class Config:
     "Every setting of one run. The defaults are the paper's 1-layer, d=256 Fourier model (Table 1, first row)."
     # --- run
-    run_name: str = 'default'       # names runs/<run_name>/ and the figure suffix
-    out_dir: str = 'runs'           # relative to the repo root; an absolute path is used as is
+    run_name: str = _rt('default')  # names runs/<run_name>/ and the figure suffix
+    out_dir: str = _rt('runs')      # relative to the repo root; an absolute path is used as is
     seed: int = 0                   # seeds python, numpy and torch, and the data order
-    device: str = 'auto'            # 'auto' (cuda when available), 'cpu' or 'cuda'
-    threads: int = 0                # torch CPU threads during the run; 0 leaves torch's default
+    device: str = _rt('auto')       # 'auto' (cuda when available), 'cpu' or 'cuda'
+    threads: int = _rt(0)           # torch CPU threads during the run; 0 leaves torch's default
     # --- model
     embedding: str = 'fourier'      # 'fourier': computed from the id by a fixed basis; 'learned': a V x d table
     basis: str = 'fourier'          # fixed basis T(p) of a computed embedding; see `fourier.BASES`
@@ -65,7 +63,6 @@ class Config:
     released_norm: str = 'vocab'    # ablation: 'vocab' divides ids by V-1 (paper); 'max_len' by max_len-1 (released)
     discard_ffn: bool = False       # ablation: compute each FFN but drop its output, as the released Fourier code does
     id_order: str = 'identity'      # ids the basis sees: 'identity', 'random' (a fixed shuffle), 'frequency' (by count)
-    basis_cache: bool = True        # T(p) of every id as a fixed (V, d) buffer (faster on CPU); False: per batch
     n_layers: int = 1               # transformer blocks; 0 = a bag of token vectors (embedding, masked mean, pooler)
     d_model: int = 256              # width d, also the number of basis features
     n_heads: int = 1                # attention heads (the paper uses heads = layers)
@@ -81,9 +78,9 @@ class Config:
     final_norm: bool = True         # the last RMSNorm (post: last block's second; pre: after the blocks); False: none
     pooler: str = 'tanh'            # on the mean vector: 'tanh' = the paper's Linear + tanh; 'none' = the mean itself
     # --- data
-    data_source: str = 'local'      # 'local': Parquet files in data_dir; 'hub': datasets.load_dataset (needs network)
-    data_dir: str = ''              # '' = $FNB_DATA_DIR, else ../shared/data beside the repo
-    cache_dir: str = ''             # token cache; '' = <repo>/.cache/tokens
+    data_source: str = _rt('local') # 'local': Parquet files in data_dir; 'hub': datasets.load_dataset (needs network)
+    data_dir: str = _rt('')         # '' = $FNB_DATA_DIR, else ../shared/data beside the repo
+    cache_dir: str = _rt('')        # token cache; '' = <repo>/.cache/tokens
     nli_train: str = 'train'        # 'train': SNLI+MNLI train entailment pairs; 'dev-mix': offline mix of dev/test
     hard_negatives: bool = False    # add the contradiction hypothesis of the same premise as an extra negative
     max_pairs: int = 0              # keep only this many training pairs (a seeded sample); 0 = all
@@ -101,19 +98,20 @@ class Config:
     tau_init: float = 0.07          # InfoNCE temperature at the start
     learn_tau: bool = True          # learn the temperature (kept in [0.01, 1])
     bf16: bool = False              # bf16 autocast (GPU only; ignored on CPU)
-    device_data: bool = False       # fast path: token cache resident on the device, batches gathered there
-    pad_multiple: int = 8           # fast path: pad device batches to a multiple of this length (few static shapes)
-    fused_adam: bool = True         # fast path: AdamW's fused kernel (GPU only)
-    compile: bool = False           # fast path: torch.compile the encoder
-    fuse_pairs: bool = False        # fast path: one forward pass over anchors and positives (half the launches)
-    cuda_graphs: bool = False       # fast path (GPU, device_data): the whole step replayed as one CUDA graph per length
-    eval_every: int = 0             # STS-B dev evaluation every N steps; 0 = at the end only
+    basis_cache: bool = _rt(True)   # fast path: T(p) of all ids as one fixed (V, d) buffer (faster on CPU); False: per batch
+    device_data: bool = _rt(False)  # fast path: token cache resident on the device, batches gathered there
+    pad_multiple: int = _rt(8)      # fast path: pad device batches to a multiple of this length (few static shapes)
+    fused_adam: bool = _rt(True)    # fast path: AdamW's fused kernel (GPU only)
+    compile: bool = _rt(False)      # fast path: torch.compile the encoder
+    fuse_pairs: bool = _rt(False)   # fast path: one forward pass over anchors and positives (half the launches)
+    cuda_graphs: bool = _rt(False)  # fast path (GPU, device_data): the whole step replayed as one CUDA graph per length
+    eval_every: int = _rt(0)        # STS-B dev evaluation every N steps; 0 = at the end only
     select_on_dev: bool = False     # report the weights of the best STS-B dev score (every eval_every, and the end)
-    ckpt_every: int = 0             # checkpoint every N steps; 0 = at the end only
-    log_every: int = 50             # progress-bar and log update every N steps (the only host syncs in the loop)
-    time_limit_s: float = 0.0       # stop cleanly after this many seconds of training (checkpoint kept); rerun resumes
+    ckpt_every: int = _rt(0)        # checkpoint every N steps; 0 = at the end only
+    log_every: int = _rt(50)        # progress-bar and log update every N steps (the only host syncs in the loop)
+    time_limit_s: float = _rt(0.0)  # stop cleanly after this many seconds of training (checkpoint kept); rerun resumes
     # --- evaluation and fine-tuning (Table 2)
-    eval_batch_size: int = 256      # sentences per forward pass when encoding
+    eval_batch_size: int = _rt(256) # sentences per forward pass when encoding
     finetune_steps: int = 0         # >0: after NLI training, regress cosine on STS-B train for this many steps
     finetune_lr: float = 1e-4       # learning rate of the STS-B fine-tune
     finetune_batch_size: int = 32   # STS-B pairs per fine-tune step
@@ -178,6 +176,8 @@ class Config:
 
     def to_dict(self) -> dict: return dataclasses.asdict(self)
     def to_json(self) -> str: return json.dumps(self.to_dict(), indent=1)
+
+RUNTIME_FIELDS = frozenset(f.name for f in fields(Config) if f.metadata.get('runtime'))   # marked _rt
 
 # %% ../nbs/00_config.ipynb #72a4bd4d
 def repo_root(start='.') -> Path:

@@ -40,8 +40,8 @@ def register_basis(name: str):
 def get_basis(name: str):
     "Look a basis up by name, with the list of known names in the error."
     if name not in BASES:
-        import fourier_nb.bases  # noqa: F401  (registers the bases beyond the paper's)
-    if name not in BASES: raise ValueError(f"Unknown basis {name!r}; known: {sorted(BASES)}")
+        raise ValueError(f"Unknown basis {name!r}; known: {sorted(BASES)}. The bases beyond the paper's register "
+                         "when fourier_nb.bases is imported (fourier_nb.model imports it): import fourier_nb.bases")
     return BASES[name]
 
 @register_basis('fourier')
@@ -66,7 +66,7 @@ class GeGLU(nn.Module):
 class FourierEmbedding(nn.Module):
     "E(p) = RMSNorm(MLP(T(p)) + T(p)) for a fixed basis T (the paper's Fourier basis and one Linear by default)."
     def __init__(self, vocab_size: int, dim: int, basis: str = 'fourier', mlp: str = 'linear',
-                 denom: float | None = None, id_map: torch.Tensor | None = None, cache_basis: bool = False,
+                 denom: float | None = None, id_map: torch.Tensor | None = None, basis_cache: bool = False,
                  eps: float = 1e-6):
         super().__init__()
         self.vocab_size, self.dim, self.denom = vocab_size, dim, denom
@@ -75,7 +75,7 @@ class FourierEmbedding(nn.Module):
                     'none': lambda: None}[mlp]()
         self.norm = nn.RMSNorm(dim, eps=eps)
         self.register_buffer('id_map', id_map, persistent=id_map is not None)
-        self.cache_basis(cache_basis)
+        self.cache_basis(basis_cache)
 
     def cache_basis(self, on: bool = True):
         "Switch between a precomputed (V, d) basis table (on) and computing the basis per batch (off)."

@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from .config import Config
 from .fourier import FourierEmbedding, GeGLU, check_ids
+from .bases import make_peer_embedding   # and registers the bases beyond the paper's
 
 # %% auto #0
 __all__ = ['rope_cos_sin', 'apply_rope', 'RoPEAttention', 'Block', 'masked_mean', 'LearnedEmbedding', 'id_permutation',
@@ -94,14 +95,13 @@ def make_embedding(cfg: Config) -> nn.Module:
 def _make_embedding(cfg: Config) -> nn.Module:
     if cfg.embedding == 'learned': return LearnedEmbedding(cfg.vocab_size, cfg.d_model)
     if cfg.embedding in ('hash', 'factorized'):
-        from fourier_nb.bases import make_peer_embedding
         return make_peer_embedding(cfg)
     denom = cfg.max_len - 1 if cfg.released_norm == 'max_len' else None
     # 'frequency' starts as the identity; the trainer fills id_map with the ranks of token counts in the training data
     id_map = {'identity': None, 'random': id_permutation(cfg.vocab_size),
               'frequency': torch.arange(cfg.vocab_size)}[cfg.id_order]
     return FourierEmbedding(cfg.vocab_size, cfg.d_model, basis=cfg.basis, mlp=cfg.emb_mlp, denom=denom,
-                            id_map=id_map, cache_basis=cfg.basis_cache)
+                            id_map=id_map, basis_cache=cfg.basis_cache)
 
 class SentenceEncoder(nn.Module):
     "Token embedding -> n_layers RoPE blocks (0: none, a bag) -> masked mean -> Linear + tanh (or not): one vector per sentence."

@@ -13,10 +13,9 @@ from .checkpoint import resolve_run
 from .model import SentenceEncoder, masked_mean
 
 # %% auto #0
-__all__ = ['TEST_RUNS', 'ensure_smoke_run', 'finished_runs', 'run_meta', 'run_caption', 'init_model', 'linear_weight',
-           'pair_magnitude', 'frequency_energy', 'plot_linear_response', 'layer_states', 'token_embeddings',
-           'id_spectrum', 'top_bins', 'plot_id_spectra', 'encode_layer', 'stsb_embeddings', 'singular_spectrum',
-           'plot_singular_values']
+__all__ = ['TEST_RUNS', 'ensure_smoke_run', 'init_model', 'linear_weight', 'pair_magnitude', 'frequency_energy',
+           'plot_linear_response', 'layer_states', 'token_embeddings', 'id_spectrum', 'top_bins', 'plot_id_spectra',
+           'encode_layer', 'stsb_embeddings', 'singular_spectrum', 'plot_singular_values']
 
 # %% ../nbs/07_spectra.ipynb #527ddcb2
 TEST_RUNS = 'runs/_test'   # where the notebooks' own smoke runs go (from the repo root); finished_runs skips it
@@ -34,34 +33,6 @@ def ensure_smoke_run(name: str, embedding: str = 'fourier', config: str = 'confi
                            | dict(run_name=name, embedding=embedding, threads=1, out_dir=out_dir) | overrides)
     train_and_eval(cfg, progress=False)                                         # resumes a killed one
     return folder
-
-def finished_runs(root=None) -> list:
-    "Names of the run folders under `root` (default <repo>/runs) with model.safetensors and a valid config.json."
-    root = Path(root) if root else repo_root()/'runs'
-    def ok(folder):
-        try: return bool(Config.from_dict(json.loads((folder/'config.json').read_text())))
-        except (OSError, ValueError, TypeError): return False
-    return sorted(p.parent.name for p in root.glob('*/model.safetensors')
-                  if not p.parent.name.startswith('_') and ok(p.parent))          # '_test' & co. are not user runs
-
-def run_meta(name) -> dict:
-    "A run's metrics.json (config fields, scores, `train_data`); for an unscored run, config.json plus its data name."
-    folder = resolve_run(name)
-    if (folder/'metrics.json').exists(): return json.loads((folder/'metrics.json').read_text())
-    cfg = Config.from_dict(json.loads((folder/'config.json').read_text()))
-    return cfg.to_dict() | dict(train_data=cfg.train_data_name)
-
-def run_caption(*names) -> str:
-    "One line per run ('name: embedding L d, steps, STS-B dev'), then the training data (shared or per run)."
-    metas = [run_meta(n) for n in names]
-    def one(n, m):
-        dev = f", STS-B dev {m['stsb-dev_spearman']:.1f}" if 'stsb-dev_spearman' in m else ''
-        return (f"{Path(str(n)).name}: {m['embedding']} L{m['n_layers']} d{m['d_model']}, "
-                f"{m.get('steps', '?')} steps{dev}")
-    data = {m['train_data'] for m in metas}
-    tail = f"trained on {data.pop()}" if len(data) == 1 else ' / '.join(f"{Path(str(n)).name} on {m['train_data']}"
-                                                                        for n, m in zip(names, metas))
-    return ' · '.join(one(n, m) for n, m in zip(names, metas)) + '\n' + tail
 
 # %% ../nbs/07_spectra.ipynb #073cb0ed
 def init_model(cfg: Config) -> SentenceEncoder:

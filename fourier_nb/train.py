@@ -15,6 +15,7 @@ from .loss import InfoNCE
 from .optim import lr_at, make_optimizer
 from .checkpoint import save_checkpoint, load_checkpoint, read_tensors, write_tensors
 from .evaluate import stsb_metrics, _bar
+from .fast import DeviceBatches, GraphedStep
 from .distributed import dist_env, init_distributed, rank_rows, gather_rows, agree, barrier, is_main
 
 # %% auto #0
@@ -37,7 +38,6 @@ class Trainer:
         self.packs = cached_nli(cfg)
         if cfg.id_order == 'frequency': self.model.embed.id_map.copy_(frequency_ranks(self.packs, cfg.vocab_size))
         if cfg.device_data:
-            from fourier_nb.fast import DeviceBatches
             self.batches = DeviceBatches(self.packs, cfg.batch_size, cfg.seed, cfg.bucket, self.device, cfg.pad_multiple)
             for flat in self.batches.flat.values(): check_ids(flat, cfg.vocab_size)   # once, here, not per step
             self.model.check_ids = False
@@ -45,7 +45,6 @@ class Trainer:
         self.forward = torch.compile(self.model) if cfg.compile else self.model
         self.graph = None
         if cfg.cuda_graphs:
-            from fourier_nb.fast import GraphedStep
             self.graph = GraphedStep(self)                           # captured at the first step, after any resume
         if self.world > 1:
             if cfg.device_data: raise ValueError("device_data=True is not supported with several processes yet")

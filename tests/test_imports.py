@@ -14,19 +14,13 @@ MODULES = sorted(p.stem for p in PKG.glob('*.py') if not p.stem.startswith('_'))
 
 # Lazy imports of a later notebook's module: (module, imported module) -> the edit that removes the edge.
 PENDING = {
-    ('fourier', 'bases'): "get_basis imports bases to register the other bases: goes once 03_model imports "
-                          "fourier_nb.bases at module level (then get_basis is a plain lookup)",
     ('model', 'hub'): "SentenceEncoder.from_pretrained/save_pretrained/push_to_hub wrap hub's functions: "
                       "goes when 03_model drops the three methods (hub's functions are the one path)",
-    ('train', 'fast'): "Trainer picks DeviceBatches / GraphedStep itself: 05_train",
-    ('stack', 'evaluate'): "Stack.fit's progress bar is evaluate._bar: 05d_stack",
     ('spectra', 'run'): "ensure_smoke_run trains a missing smoke run with run.train_and_eval (07 reads runs that "
                         "09_run makes)",
 }
-# Modules that import a later module at module level: module -> the edit that fixes it.
-LATE_AT_IMPORT = {
-    'train': "05_train imports checkpoint (05a), distributed (05c) and evaluate (06) at module level",
-}
+# Modules that import a later module at module level: module -> the edit that fixes it (none left).
+LATE_AT_IMPORT = {}
 
 
 def notebook_order() -> list:
