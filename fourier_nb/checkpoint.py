@@ -161,7 +161,8 @@ def finished_runs(root=None) -> list:
         try: return bool(Config.from_dict(json.loads((folder/'config.json').read_text())))
         except (OSError, ValueError, TypeError): return False
     return sorted(p.parent.name for p in root.glob('*/model.safetensors')
-                  if not p.parent.name.startswith('_') and ok(p.parent))          # '_test' & co. (07's TEST_RUNS) are not user runs
+                  # '_test' & co. (07's TEST_RUNS) are not user runs
+                  if not p.parent.name.startswith('_') and ok(p.parent))
 
 def run_meta(name) -> dict:
     "A run's metrics.json (config fields, scores, `train_data`); for an unscored run, config.json plus its data name."

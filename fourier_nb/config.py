@@ -98,7 +98,7 @@ class Config:
     tau_init: float = 0.07          # InfoNCE temperature at the start
     learn_tau: bool = True          # learn the temperature (kept in [0.01, 1])
     bf16: bool = False              # bf16 autocast (GPU only; ignored on CPU)
-    basis_cache: bool = _rt(True)   # fast path: T(p) of all ids as one fixed (V, d) buffer (faster on CPU); False: per batch
+    basis_cache: bool = _rt(True)   # fast path: T(p) of all ids as one (V, d) buffer (faster on CPU); False: per batch
     device_data: bool = _rt(False)  # fast path: token cache resident on the device, batches gathered there
     pad_multiple: int = _rt(8)      # fast path: pad device batches to a multiple of this length (few static shapes)
     fused_adam: bool = _rt(True)    # fast path: AdamW's fused kernel (GPU only)

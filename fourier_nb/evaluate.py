@@ -36,7 +36,7 @@ def spearman(x: torch.Tensor, y: torch.Tensor) -> float:
 
 # %% ../nbs/04e_eval.ipynb #ab3da241
 def encode_sequences(model, seqs, batch_size: int = 256, bf16: bool = False) -> torch.Tensor:
-    "Sentence vectors (N, d), float32 on CPU, for N token-id sequences (lists, 1-d arrays or a `Packed`), in input order."
+    "Sentence vectors (N, d), float32 on CPU, for N token-id sequences (lists, 1-d arrays, a `Packed`), in input order."
     return encode_ids(model, seqs, batch_size, bf16)
 
 # %% ../nbs/04e_eval.ipynb #665ab93a
@@ -44,7 +44,8 @@ SPLIT_NAMES = {'train': 'train', 'validation': 'dev', 'test': 'test'}
 
 def cosine_scores(model, s1, s2, batch_size: int = 256, bf16: bool = False) -> torch.Tensor:
     "Cosine similarity of the vectors of two aligned lists of token sequences."
-    return F.cosine_similarity(encode_sequences(model, s1, batch_size, bf16), encode_sequences(model, s2, batch_size, bf16))
+    return F.cosine_similarity(encode_sequences(model, s1, batch_size, bf16),
+                               encode_sequences(model, s2, batch_size, bf16))
 
 def stsb_metrics(model, cfg: Config, splits=('validation', 'test')) -> dict:
     "Spearman and Pearson ×100 of cosine vs gold score on each STS-B split: {'stsb-dev_spearman': …, …}."
@@ -74,7 +75,7 @@ def dev_spearman(model, cfg: Config) -> float:
     return stsb_metrics(model, cfg, ('validation',))['stsb-dev_spearman']
 
 def finetune_loop(model, cfg: Config, score=dev_spearman, progress: bool = True) -> list:
-    "Fine-tune `model` in place on STS-B train, load the state of its best `score(model, cfg)`; return every evaluation."
+    "Fine-tune `model` in place on STS-B train, load the state of its best `score(model, cfg)`; return all evaluations."
     from fourier_nb.cache import cached_stsb
     s1, s2, gold = cached_stsb(cfg, 'train')
     gold = torch.as_tensor(gold, dtype=torch.float32)                                   # (N,) in [0, 5]

@@ -104,7 +104,7 @@ def _make_embedding(cfg: Config) -> nn.Module:
                             id_map=id_map, basis_cache=cfg.basis_cache)
 
 class SentenceEncoder(nn.Module):
-    "Token embedding -> n_layers RoPE blocks (0: none, a bag) -> masked mean -> Linear + tanh (or not): one vector per sentence."
+    "Token embedding -> n_layers RoPE blocks (0: a bag) -> masked mean -> Linear + tanh (or not): one sentence vector."
     def __init__(self, cfg: Config):
         super().__init__()
         self.cfg, p, pre = cfg, cfg.dropout_p, cfg.norm_position == 'pre'
@@ -127,7 +127,7 @@ class SentenceEncoder(nn.Module):
         return cos[:T], sin[:T]
 
     def token_states(self, ids: torch.Tensor, mask: torch.Tensor | None = None, table=None) -> torch.Tensor:
-        "Contextual token vectors (B, T, d) after the last block; with `table` (U, d), ids are rows of it (`encode_ids`)."
+        "Contextual token vectors (B, T, d) after the last block; with `table` (U, d), ids are its rows (`encode_ids`)."
         x = self.drop(self.embed(ids, check=self.check_ids) if table is None else F.embedding(ids, table))   # (B, T, d)
         if len(self.blocks): cos, sin = self.rope(ids.shape[1], ids.device)
         for blk in self.blocks: x = blk(x, mask, cos, sin)
@@ -141,7 +141,7 @@ class SentenceEncoder(nn.Module):
     def encode(self, sentences: str | list[str], batch_size: int = 32, show_progress_bar: bool = False,
                convert_to_numpy: bool = True, convert_to_tensor: bool = False, normalize_embeddings: bool = False,
                device=None):
-        "Vectors of raw strings in input order, as sentence-transformers' `encode`: float32 (N, d), or (d,) for one string."
+        "Vectors of raw strings in input order, as sentence-transformers' `encode`: float32 (N, d), or (d,) for a str."
         if self.tokenizer is None:
             raise ValueError("This encoder has no tokenizer: load it with load_run(...) or hub.from_pretrained(...), "
                              "or set model.tokenizer = fourier_nb.data.load_tokenizer(cfg)")
@@ -153,7 +153,8 @@ class SentenceEncoder(nn.Module):
         if single: out = out[0]
         if convert_to_tensor: return out
         if convert_to_numpy: return out.numpy()
-        return out if single else list(out)                                   # sentence-transformers: a list of (d,) tensors
+        # sentence-transformers: a list of (d,) tensors
+        return out if single else list(out)
 
     @classmethod
     def from_pretrained(cls, dir_or_repo_id, device='cpu', **kw) -> 'SentenceEncoder':
@@ -189,8 +190,9 @@ def _pad(src: np.ndarray, starts: np.ndarray, lens: np.ndarray, idx: np.ndarray)
     pos = np.minimum(starts[idx, None] + np.arange(T), max(len(src) - 1, 0))      # (B, T), kept inside src
     return torch.from_numpy(np.where(mask, src[pos], 0)), torch.from_numpy(mask)
 
-def encode_ids(model: nn.Module, seqs, batch_size: int = 32, bf16: bool = False, progress: bool = False) -> torch.Tensor:
-    "Sentence vectors (N, d), float32 on CPU, of N token-id sequences in input order: `model(ids, mask)` in eval mode, fast."
+def encode_ids(model: nn.Module, seqs, batch_size: int = 32, bf16: bool = False,
+               progress: bool = False) -> torch.Tensor:
+    "Sentence vectors (N, d), float32 on CPU, of N token-id sequences, in order: `model(ids, mask)` in eval mode, fast."
     from tqdm.auto import tqdm
     lens, flat = _flat(seqs)
     out = torch.empty(len(lens), model.cfg.d_model)                              # (N, d); made outside inference_mode
@@ -201,7 +203,8 @@ def encode_ids(model: nn.Module, seqs, batch_size: int = 32, bf16: bool = False,
     modes = [m.training for m in mods]                                           # the caller's, put back at the end
     if any(modes): model.eval()
     try:
-        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == 'cuda'):
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
+                                                    enabled=bf16 and device.type == 'cuda'):
             if fast:                                                             # E(p) depends on p only
                 uniq, flat = np.unique(flat, return_inverse=True)                # flat: now rows of the table
                 uniq = torch.from_numpy(uniq).to(device)

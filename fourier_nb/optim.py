@@ -8,7 +8,7 @@ import torch
 from .config import Config
 
 # %% auto #0
-__all__ = ['lr_at', 'make_optimizer']
+__all__ = ['lr_at', 'make_optimizer', 'clip_members', 'adamw_members']
 
 # %% ../nbs/04a_optim.ipynb #0111194f
 def lr_at(step: int, cfg: Config) -> float:
@@ -30,3 +30,28 @@ def make_optimizer(cfg: Config, model, loss_fn, device) -> torch.optim.AdamW:
     gpu = device.type == 'cuda'
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), fused=(cfg.fused_adam or cfg.cuda_graphs) and gpu,
                              capturable=cfg.cuda_graphs and gpu)
+
+# %% ../nbs/04a_optim.ipynb #4ea98d58
+def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    "(M,) -> (M, 1, 1, ...) in like's dtype, to scale each member's slice of `like`."
+    return v.to(like.dtype).view(-1, *[1] * (like.dim() - 1))
+
+def clip_members(grads: list, max_norm: torch.Tensor) -> torch.Tensor:
+    "clip_grad_norm_ per member over stacked grads (M, ...); max_norm (M,), 0 = no clipping; returns the (M,) norms."
+    norms = torch.stack([torch.linalg.vector_norm(g.reshape(len(g), -1), dim=1) for g in grads], 1)   # (M, tensors)
+    total = torch.linalg.vector_norm(norms, dim=1)                                                   # (M,)
+    coef = torch.where(max_norm > 0, (max_norm / (total + 1e-6)).clamp(max=1.0), torch.ones_like(total))
+    for g in grads: g.mul_(_bcast(coef, g))
+    return total
+
+@torch.no_grad()
+def adamw_members(p, g, st: dict, lr: torch.Tensor, wd: torch.Tensor, betas=(0.9, 0.999), eps: float = 1e-8):
+    "One torch.optim.AdamW step on a stacked tensor p (M, ...) with gradient g; lr and wd are (M,) float64."
+    if not st: st.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+    st['step'] += 1
+    (b1, b2), t, m, v = betas, st['step'], st['exp_avg'], st['exp_avg_sq']
+    p.mul_(_bcast(1 - lr * wd, p))                                   # decoupled decay; a member with wd 0 keeps p
+    m.lerp_(g, 1 - b1)
+    v.mul_(b2).addcmul_(g, g, value=1 - b2)
+    u = v.sqrt().div_((1 - b2 ** t) ** 0.5).add_(eps)                # the denominator, then the whole step in place
+    p.sub_(torch.div(m, u, out=u).mul_(_bcast(lr / (1 - b1 ** t), p)))   # addcdiv with a per-member step size

@@ -51,8 +51,10 @@ def train_and_eval(cfg: Config, progress: bool = True) -> dict:
             metrics = dict(cfg.to_dict(), status='done', train_data=cfg.train_data_name, steps=tr.step,
                            resumed_from=resumed_from, params=count_params(tr.model),
                            embedding_params=count_params(tr.model.embed), train_pairs=len(tr.packs['anchor']),
-                           train_time_s=round(tr.train_time, 2), steps_per_s=round(tr.step / max(tr.train_time, 1e-9), 3),
-                           tau_final=round(tr.loss_fn.tau.item(), 5), loss_final=tr.history[-1]['loss'] if tr.history else None,
+                           train_time_s=round(tr.train_time, 2),
+                           steps_per_s=round(tr.step / max(tr.train_time, 1e-9), 3),
+                           tau_final=round(tr.loss_fn.tau.item(), 5),
+                           loss_final=tr.history[-1]['loss'] if tr.history else None,
                            device_name=_device_name(tr.device), torch=torch.__version__, git_commit=git_commit())
             metrics |= stsb_metrics(tr.model, cfg)
             if cfg.select_on_dev: metrics |= select_best(tr, metrics)
@@ -79,7 +81,8 @@ def select_best(tr: Trainer, last: dict) -> dict:
     return out
 
 def _device_name(device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == 'cuda' else f'cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)'
+    return (torch.cuda.get_device_name(device) if device.type == 'cuda'
+            else f'cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)')
 
 def _write_yaml(path, d: dict):
     "config.yaml with PyYAML if present, else one 'key: json-value' line per field (valid YAML either way)."
@@ -100,7 +103,7 @@ def _holder(raw: bytes) -> str:
     return f"pid {h.get('pid')} on host {h.get('host')} since {h.get('started')}"
 
 def _acquire(folder: Path, path: Path) -> int | None:
-    "The fd of `path`, open and flocked; None where locking is impossible (warned). RunLocked if another process holds it."
+    "The fd of `path`, open and flocked; None if locking is impossible (warned). RunLocked if another process holds it."
     try: import fcntl
     except ImportError: return None                                    # no flock (Windows): unlocked, as before
     while True:
@@ -193,7 +196,8 @@ def main(argv=None):
     try: m = train_and_eval(cfg, progress=not a.no_progress)
     except RunLocked as e: ap.exit(1, f"RunLocked: {e}\n")            # the message alone, no traceback
     finally:
-        if torch.distributed.is_available() and torch.distributed.is_initialized(): torch.distributed.destroy_process_group()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     if m.get('status') == 'done': print_table(m); print(f"\nwrote {run_dir(cfg)}")
     return m
 

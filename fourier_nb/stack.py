@@ -11,13 +11,13 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 from .config import Config, run_dir
 from .fourier import check_ids
-from .optim import lr_at
+from .optim import adamw_members, clip_members, lr_at
 from .train import NonFiniteLoss, Trainer
 from .checkpoint import atomic_write, read_tensors, write_tensors
 from .evaluate import _bar
 
 # %% auto #0
-__all__ = ['MEMBER_FIELDS', 'SINGLE_RUN_ONLY', 'check_stackable', 'stack_name', 'clip_members', 'adamw_members', 'Stack']
+__all__ = ['MEMBER_FIELDS', 'SINGLE_RUN_ONLY', 'check_stackable', 'stack_name', 'Stack']
 
 # %% ../nbs/05a_stack.ipynb #c0fc83dc
 MEMBER_FIELDS = {'run_name', 'out_dir', 'seed', 'lr', 'emb_lr', 'weight_decay', 'grad_clip', 'warmup_steps', 'tau_init',
@@ -36,8 +36,8 @@ def check_stackable(cfgs: list) -> list:
     for c in cfgs[1:]:
         for k, v in c.to_dict().items():
             if k not in MEMBER_FIELDS | SINGLE_RUN_ONLY and v != first[k]:
-                raise ValueError(f"Runs of a stack must share Config.{k} (shapes, forward pass and step loop are common): "
-                                 f"{cfgs[0].run_name} has {k}={first[k]!r}, {c.run_name} has {k}={v!r}. "
+                raise ValueError(f"Runs of a stack must share Config.{k} (shapes, forward pass and step loop are "
+                                 f"common): {cfgs[0].run_name} has {k}={first[k]!r}, {c.run_name} has {k}={v!r}. "
                                  f"Train them in separate stacks.")
     return cfgs
 
@@ -46,35 +46,11 @@ def stack_name(cfgs: list) -> str:
     h = hashlib.sha256('\n'.join(c.run_name for c in cfgs).encode()).hexdigest()[:8]
     return f'stack-{cfgs[0].run_name}-x{len(cfgs)}-{h}'
 
-# %% ../nbs/05a_stack.ipynb #4ea98d58
-def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    "(M,) -> (M, 1, 1, ...) in like's dtype, to scale each member's slice of `like`."
-    return v.to(like.dtype).view(-1, *[1] * (like.dim() - 1))
-
-def clip_members(grads: list, max_norm: torch.Tensor) -> torch.Tensor:
-    "clip_grad_norm_ per member over stacked grads (M, ...); max_norm (M,), 0 = no clipping; returns the (M,) norms."
-    norms = torch.stack([torch.linalg.vector_norm(g.reshape(len(g), -1), dim=1) for g in grads], 1)   # (M, tensors)
-    total = torch.linalg.vector_norm(norms, dim=1)                                                   # (M,)
-    coef = torch.where(max_norm > 0, (max_norm / (total + 1e-6)).clamp(max=1.0), torch.ones_like(total))
-    for g in grads: g.mul_(_bcast(coef, g))
-    return total
-
-@torch.no_grad()
-def adamw_members(p, g, st: dict, lr: torch.Tensor, wd: torch.Tensor, betas=(0.9, 0.999), eps: float = 1e-8):
-    "One torch.optim.AdamW step on a stacked tensor p (M, ...) with gradient g; lr and wd are (M,) float64."
-    if not st: st.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
-    st['step'] += 1
-    (b1, b2), t, m, v = betas, st['step'], st['exp_avg'], st['exp_avg_sq']
-    p.mul_(_bcast(1 - lr * wd, p))                                   # decoupled decay; a member with wd 0 keeps p
-    m.lerp_(g, 1 - b1)
-    v.mul_(b2).addcmul_(g, g, value=1 - b2)
-    u = v.sqrt().div_((1 - b2 ** t) ** 0.5).add_(eps)                # the denominator, then the whole step in place
-    p.sub_(torch.div(m, u, out=u).mul_(_bcast(lr / (1 - b1 ** t), p)))   # addcdiv with a per-member step size
-
 # %% ../nbs/05a_stack.ipynb #ec6cbdd3
 def _named(tr: Trainer) -> list:
     "(name, parameter) of a member's encoder ('model.…') and loss ('loss.…'), the stack's key order."
-    return [(f'{pre}.{k}', p) for pre, mod in (('model', tr.model), ('loss', tr.loss_fn)) for k, p in mod.named_parameters()]
+    return [(f'{pre}.{k}', p) for pre, mod in (('model', tr.model), ('loss', tr.loss_fn))
+            for k, p in mod.named_parameters()]
 
 def _groups(members: list) -> dict:
     "Per parameter name: (M,) weight decay and lr scale, betas and eps, from each member's own optimiser groups."
@@ -87,8 +63,10 @@ def _groups(members: list) -> dict:
                 ab = (tuple(g['betas']), g['eps'])
                 h = out.setdefault(names[id(p)], dict(wd=[0.0] * M, scale=[1.0] * M, betas=ab[0], eps=ab[1]))
                 h['wd'][i], h['scale'][i] = g['weight_decay'], g.get('lr_scale', 1.0)
-                if ab != (h['betas'], h['eps']): raise ValueError(f"{names[id(p)]}: AdamW betas or eps differ between runs")
-    return {k: h | dict(wd=torch.tensor(h['wd'], dtype=torch.float64), scale=torch.tensor(h['scale'], dtype=torch.float64))
+                if ab != (h['betas'], h['eps']):
+                    raise ValueError(f"{names[id(p)]}: AdamW betas or eps differ between runs")
+    return {k: h | dict(wd=torch.tensor(h['wd'], dtype=torch.float64),
+                        scale=torch.tensor(h['scale'], dtype=torch.float64))
             for k, h in out.items()}
 
 def _check_shapes(members: list):
@@ -106,7 +84,8 @@ class Stack:
     "M same-shaped runs trained as one: `fit()` trains, `resume()` continues from the stack's checkpoint."
     def __init__(self, cfgs: list, name: str | None = None, progress: bool = True):
         self.cfgs, self.M, self.progress = check_stackable(list(cfgs)), len(cfgs), progress
-        if int(os.environ.get('WORLD_SIZE', '1')) > 1: raise ValueError("A stack runs in one process, not under torchrun")
+        if int(os.environ.get('WORLD_SIZE', '1')) > 1:
+            raise ValueError("A stack runs in one process, not under torchrun")
         self.name = name or stack_name(self.cfgs)
         self.dir, c0 = run_dir(self.cfgs[0]).parent/self.name, self.cfgs[0]
         plain = {k: False for k in ('device_data', 'compile', 'cuda_graphs', 'fuse_pairs')}
@@ -117,7 +96,8 @@ class Stack:
         self.device, self.max_steps = self.members[0].device, c0.max_steps
         self.mparams, self.buffers = stack_module_state([tr.model for tr in self.members])   # {name: (M, ...)}
         self.lparams = stack_module_state([tr.loss_fn for tr in self.members])[0]
-        self.params = {f'model.{k}': v for k, v in self.mparams.items()} | {f'loss.{k}': v for k, v in self.lparams.items()}
+        self.params = ({f'model.{k}': v for k, v in self.mparams.items()}
+                       | {f'loss.{k}': v for k, v in self.lparams.items()})
         self.base, self.base_loss = copy.deepcopy(self.members[0].model).train(), copy.deepcopy(self.members[0].loss_fn)
         self.base.check_ids = False
         self.groups = {k: h | dict(wd=h['wd'].to(self.device), scale=h['scale'].to(self.device))
@@ -171,8 +151,8 @@ class Stack:
         bad = (~torch.isfinite(losses)).nonzero()[:, 0].tolist()
         who = ', '.join(f"{self.cfgs[i].run_name} (member {i}, loss {losses[i].item()})" for i in bad)
         raise NonFiniteLoss(f"non-finite loss at step {self.step} in {who}: the whole stack {self.name} stopped before "
-                            f"the update; the last good checkpoint is kept at {self.ckpt_path}. Lower that member's lr, "
-                            f"or drop it from the stack (a new stack: the checkpoint records its members).")
+                            f"the update; the last good checkpoint is kept at {self.ckpt_path}. Lower that member's "
+                            f"lr, or drop it from the stack (a new stack: the checkpoint records its members).")
 
     @torch.no_grad()
     def unstack(self, i: int) -> Trainer:
@@ -185,14 +165,16 @@ class Stack:
     def save(self):
         "Write the whole stack's state to one safetensors file (atomically), and a readable stack.json beside it."
         t = {f'param.{k}': v for k, v in self.params.items()}
-        for k, st in self.state.items(): t |= {f'opt.{k}.exp_avg': st['exp_avg'], f'opt.{k}.exp_avg_sq': st['exp_avg_sq']}
+        for k, st in self.state.items(): t |= {f'opt.{k}.exp_avg': st['exp_avg'],
+                                               f'opt.{k}.exp_avg_sq': st['exp_avg_sq']}
         t['rng.torch'] = torch.get_rng_state()
         if torch.cuda.is_available(): t['rng.cuda'] = torch.cuda.get_rng_state()
         meta = dict(configs=[c.to_dict() for c in self.cfgs], step=self.step, train_time=self.train_time,
                     histories=self.histories, opt_steps={k: st['step'] for k, st in self.state.items()},
                     py_rng=random.getstate())
         write_tensors(self.ckpt_path, t, meta)
-        index = dict(stack=self.name, step=self.step, max_steps=self.max_steps, members=[str(run_dir(c)) for c in self.cfgs])
+        index = dict(stack=self.name, step=self.step, max_steps=self.max_steps,
+                     members=[str(run_dir(c)) for c in self.cfgs])
         atomic_write(self.dir/'stack.json', lambda tmp: Path(tmp).write_text(json.dumps(index, indent=1)))
 
     @torch.no_grad()
@@ -203,17 +185,20 @@ class Stack:
         old = [Config.from_dict(d) for d in meta['configs']]
         if [c.run_name for c in old] != [c.run_name for c in self.cfgs]:
             raise ValueError(f"{self.ckpt_path} holds the runs {[c.run_name for c in old]}, not "
-                             f"{[c.run_name for c in self.cfgs]}: use another stack name, or delete {self.dir} to start over")
+                             f"{[c.run_name for c in self.cfgs]}: use another stack name, or delete {self.dir} "
+                             f"to start over")
         for a, b in zip(old, self.cfgs):
             if a.differences(b):
                 raise ValueError(f"{self.ckpt_path}: member {b.run_name} was written with other settings: " + ', '.join(
                     f'{k}: checkpoint {x!r} vs now {y!r}' for k, (x, y) in a.differences(b).items()))
         for k, v in self.params.items(): v.copy_(t[f'param.{k}'])
         self.state = {k: dict(step=n, exp_avg=t[f'opt.{k}.exp_avg'].to(self.device),
-                              exp_avg_sq=t[f'opt.{k}.exp_avg_sq'].to(self.device)) for k, n in meta['opt_steps'].items()}
+                              exp_avg_sq=t[f'opt.{k}.exp_avg_sq'].to(self.device))
+                      for k, n in meta['opt_steps'].items()}
         torch.set_rng_state(t['rng.torch'])
         if 'rng.cuda' in t and torch.cuda.is_available(): torch.cuda.set_rng_state(t['rng.cuda'])
-        random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in meta['py_rng']))   # JSON made tuples lists
+        # JSON made tuples lists
+        random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in meta['py_rng']))
         self.step, self.train_time, self.histories = meta['step'], meta['train_time'], meta['histories']
         return True
 
@@ -240,7 +225,8 @@ class Stack:
                 if self.step % c.log_every == 0 or self.step == end: self._log(i, losses[i])
             if self.step % c0.log_every == 0 or self.step == end:
                 bar.update(self.step - bar.n)
-                bar.set_postfix(loss=f'{sum(losses) / self.M:.3f}', steps_s=f'{self.step / max(self.train_time, 1e-9):.2f}')
+                bar.set_postfix(loss=f'{sum(losses) / self.M:.3f}',
+                                steps_s=f'{self.step / max(self.train_time, 1e-9):.2f}')
             if c0.ckpt_every and self.step % c0.ckpt_every == 0: self.save()
             if c0.time_limit_s and self.train_time >= c0.time_limit_s: break
         bar.close()

@@ -59,7 +59,7 @@ def train_stack(cfgs: list, progress: bool = True, name: str | None = None) -> l
 
 # %% ../nbs/09a_stackrun.ipynb #df87ca57
 def parse_grid(specs) -> dict:
-    "'lr=1e-3|3e-3,weight_decay=0|0.1' (one string or several) -> {'lr': ['1e-3', '3e-3'], 'weight_decay': ['0', '0.1']}."
+    "'lr=1e-3|3e-3,weight_decay=0|0.1' (one or more strings) -> {'lr': ['1e-3', '3e-3'], 'weight_decay': ['0', '0.1']}."
     axes = {}
     for spec in [specs] if isinstance(specs, str) else specs:
         for item in filter(None, (x.strip() for x in (spec or '').split(','))):
@@ -97,7 +97,8 @@ def main(argv=None) -> list:
     ms = train_stack(cfgs, progress=not a.no_progress, name=a.name)
     print(f"\n{'run':40}{'steps':>7}{'dev':>8}{'test':>8}")
     for m in ms: print(f"{m['run_name']:40}{m.get('steps', m.get('step')):>7}"
-                       f"{m.get('stsb-dev_spearman', float('nan')):>8.2f}{m.get('stsb-test_spearman', float('nan')):>8.2f}")
+                       f"{m.get('stsb-dev_spearman', float('nan')):>8.2f}"
+                       f"{m.get('stsb-test_spearman', float('nan')):>8.2f}")
     return ms
 
 if __name__ == '__main__' and 'get_ipython' not in globals(): main()

@@ -38,7 +38,8 @@ class Trainer:
         self.packs = cached_nli(cfg)
         if cfg.id_order == 'frequency': self.model.embed.id_map.copy_(frequency_ranks(self.packs, cfg.vocab_size))
         if cfg.device_data:
-            self.batches = DeviceBatches(self.packs, cfg.batch_size, cfg.seed, cfg.bucket, self.device, cfg.pad_multiple)
+            self.batches = DeviceBatches(self.packs, cfg.batch_size, cfg.seed, cfg.bucket, self.device,
+                                         cfg.pad_multiple)
             for flat in self.batches.flat.values(): check_ids(flat, cfg.vocab_size)   # once, here, not per step
             self.model.check_ids = False
         else: self.batches = PairBatches(self.packs, cfg.batch_size, cfg.seed, cfg.bucket)
@@ -65,7 +66,8 @@ class Trainer:
     def batch(self, step: int) -> dict:
         "This process's batch of `step`: the whole batch, or its rows of it under torchrun."
         if self.world == 1:
-            return self.batches.batch(step, joint=True) if self.cfg.fuse_pairs and self.cfg.device_data else self.batches.batch(step)
+            return (self.batches.batch(step, joint=True) if self.cfg.fuse_pairs and self.cfg.device_data
+                    else self.batches.batch(step))
         from fourier_nb.data import pad_batch
         idx = rank_rows(self.batches.indices(step), self.rank, self.world)
         return {k: pad_batch(p.take(idx)) for k, p in self.packs.items()}
