@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train.ipynb #e9f058a9
 from __future__ import annotations
-import math, time
+import math, time, warnings
 import torch
 from .config import Config, pick_device, run_dir, set_seed
 from .cache import cached_nli
@@ -53,6 +53,10 @@ class Trainer:
         self.opt = make_optimizer(cfg, self.model, self.loss_fn, self.device)
         self.step, self.train_time, self.history = 0, 0.0, []
         self._bad = torch.tensor(-1, device=self.device)        # first non-finite step, recorded on the device
+        if cfg.eval_every and cfg.eval_every % cfg.log_every:   # dev is checked only where a log step falls
+            warnings.warn(f"Config.eval_every={cfg.eval_every} is not a multiple of log_every={cfg.log_every}: STS-B dev "
+                          f"is checked every {math.lcm(cfg.eval_every, cfg.log_every)} steps (and at the end). Make "
+                          f"eval_every a multiple of log_every to check it every {cfg.eval_every}.", stacklevel=2)
 
     @property
     def ckpt_path(self): return self.dir/'checkpoint.safetensors'
