@@ -146,32 +146,45 @@ class Trainer:
         self.model.train()
         return m
 
+    def one_step(self) -> torch.Tensor:
+        "The step at self.step: forward, InfoNCE, backward, clipping, AdamW (one CUDA graph replay when graphed)."
+        return self.graph(self.step) if self.graph else self.train_step(self.batch(self.step))
+
+    def log(self, loss: torch.Tensor, bar):
+        "At a log step, the only host syncs: the NaN check on a GPU, the progress bar and one history row."
+        if self._bad.item() >= 0: self._stop('nan or inf', self._bad.item(), self.step)   # GPU: checked here
+        bar.update(self.step - bar.n)
+        bar.set_postfix(loss=f'{loss.item():.3f}', tau=f'{self.loss_fn.tau.item():.4f}',
+                        steps_s=f'{self.step / max(self.train_time, 1e-9):.1f}')
+        self.history.append(dict(step=self.step, loss=round(loss.item(), 5),
+                                 tau=round(self.loss_fn.tau.item(), 5), lr=lr_at(self.step - 1, self.cfg)))
+
+    def check_dev(self):
+        "STS-B dev into the last history row (and best.safetensors with select_on_dev), every eval_every steps."
+        cfg = self.cfg
+        if not (cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.max_steps): return
+        if is_main():
+            self.history[-1] |= self.evaluate()
+            if cfg.select_on_dev: self.keep_if_best(self.history[-1]['stsb-dev_spearman'])
+        barrier()
+
     def fit(self, stop_at: int | None = None) -> bool:
         "Train until max_steps (or stop_at / time_limit_s); True when the run is complete."
         cfg, end = self.cfg, min(self.cfg.max_steps, stop_at or self.cfg.max_steps)
         self.model.train()
         bar = _bar(cfg.max_steps, f'train {cfg.run_name}', self.progress)
         bar.update(self.step)
-        t0, loss = time.perf_counter(), None
+        t0 = time.perf_counter()
         while self.step < end:
-            loss = self.graph(self.step) if self.graph else self.train_step(self.batch(self.step))
+            loss = self.one_step()
             self.step += 1
-            if self.step % cfg.log_every == 0 or self.step == end:
-                if self._bad.item() >= 0: self._stop('nan or inf', self._bad.item(), self.step)   # GPU: checked here
-                self.train_time += time.perf_counter() - t0
-                bar.update(self.step - bar.n)
-                bar.set_postfix(loss=f'{loss.item():.3f}', tau=f'{self.loss_fn.tau.item():.4f}',
-                                steps_s=f'{self.step / max(self.train_time, 1e-9):.1f}')
-                self.history.append(dict(step=self.step, loss=round(loss.item(), 5),
-                                         tau=round(self.loss_fn.tau.item(), 5), lr=lr_at(self.step - 1, cfg)))
-                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.max_steps:
-                    if is_main():
-                        self.history[-1] |= self.evaluate()
-                        if cfg.select_on_dev: self.keep_if_best(self.history[-1]['stsb-dev_spearman'])
-                    barrier()
-                if cfg.ckpt_every and self.step % cfg.ckpt_every == 0: self.save()
-                if cfg.time_limit_s and agree(self.train_time >= cfg.time_limit_s, self.device): break
-                t0 = time.perf_counter()
+            if self.step % cfg.log_every and self.step != end: continue      # no host sync between log steps
+            self.train_time += time.perf_counter() - t0
+            self.log(loss, bar)
+            self.check_dev()                                                  # (dev falls on log steps only)
+            if cfg.ckpt_every and self.step % cfg.ckpt_every == 0: self.save()
+            if cfg.time_limit_s and agree(self.train_time >= cfg.time_limit_s, self.device): break
+            t0 = time.perf_counter()
         bar.close()
         self.save()
         return self.step >= cfg.max_steps
