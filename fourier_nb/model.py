@@ -122,7 +122,8 @@ class SentenceEncoder(nn.Module):
         "cos/sin tables for T positions, cached and grown on demand."
         n, cos, sin = self._rope
         if T > n or cos.device != device:
-            cos, sin = rope_cos_sin(max(T, self.cfg.max_len), self.cfg.d_model // self.cfg.n_heads, device)
+            with torch.inference_mode(False):   # plain tensors even when first built by `encode`: training reuses them
+                cos, sin = rope_cos_sin(max(T, self.cfg.max_len), self.cfg.d_model // self.cfg.n_heads, device)
             self._rope = (cos.shape[0], cos, sin)
         return cos[:T], sin[:T]
 
