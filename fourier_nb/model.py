@@ -157,22 +157,6 @@ class SentenceEncoder(nn.Module):
         # sentence-transformers: a list of (d,) tensors
         return out if single else list(out)
 
-    @classmethod
-    def from_pretrained(cls, dir_or_repo_id, device='cpu', **kw) -> 'SentenceEncoder':
-        "Load a `save_pretrained` folder or a Hugging Face Hub repo id (see `fourier_nb.hub.from_pretrained`)."
-        from fourier_nb.hub import from_pretrained
-        return from_pretrained(dir_or_repo_id, device, **kw)
-
-    def save_pretrained(self, folder, metrics=None, name=None):
-        "Write config.json, model.safetensors, tokenizer.json and a model card into `folder` (see `fourier_nb.hub`)."
-        from fourier_nb.hub import save_pretrained
-        return save_pretrained(self, self.cfg, folder, metrics, name)
-
-    def push_to_hub(self, repo_id: str, metrics=None, **kw) -> str:
-        "Save to a temporary folder and upload it to the Hub repo `repo_id` (needs huggingface_hub and a token)."
-        from fourier_nb.hub import push_to_hub
-        return push_to_hub(self, repo_id, self.cfg, metrics, **kw)
-
 def count_params(model: nn.Module) -> int:
     "Trainable parameters (the loss's temperature lives outside the encoder and is not counted, as in the paper)."
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
