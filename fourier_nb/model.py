@@ -9,13 +9,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .config import Config
-from .fourier import FourierEmbedding, GeGLU, check_ids
-from .bases import make_peer_embedding   # and registers the bases beyond the paper's
+from .config import ModelConfig
+from .fourier import GeGLU, check_ids
+from .embeddings import make_embedding
+from .data import gather_padded
 
 # %% auto #0
-__all__ = ['rope_cos_sin', 'apply_rope', 'RoPEAttention', 'Block', 'masked_mean', 'LearnedEmbedding', 'id_permutation',
-           'make_embedding', 'SentenceEncoder', 'count_params', 'encode_ids']
+__all__ = ['PRECISIONS', 'rope_cos_sin', 'apply_rope', 'RoPEAttention', 'Block', 'masked_mean', 'SentenceEncoder', 'count_params',
+           'encode_ids']
 
 # %% ../nbs/03_model.ipynb #3cc641b0
 def rope_cos_sin(n_pos: int, head_dim: int, device=None, base: float = 10_000.0):
@@ -73,49 +74,21 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     m = mask[..., None].to(x.dtype)                                          # (B, T, 1)
     return (x * m).sum(1) / m.sum(1).clamp(min=1)
 
-class LearnedEmbedding(nn.Module):
-    "The baseline: a V×d lookup table, then RMSNorm (the paper keeps the embedding norm)."
-    def __init__(self, vocab_size: int, dim: int, eps: float = 1e-6):
-        super().__init__()
-        self.vocab_size, self.table, self.norm = vocab_size, nn.Embedding(vocab_size, dim), nn.RMSNorm(dim, eps=eps)
-    def forward(self, ids: torch.Tensor, check: bool = True) -> torch.Tensor:
-        if check: check_ids(ids, self.vocab_size)
-        return self.norm(self.table(ids))
-
-def id_permutation(vocab_size: int, seed: int = 1234) -> torch.Tensor:
-    "A fixed random permutation of the ids (the same for every run, whatever its seed)."
-    return torch.randperm(vocab_size, generator=torch.Generator().manual_seed(seed))
-
-def make_embedding(cfg: Config) -> nn.Module:
-    "The token embedding that `cfg.embedding` names; without its RMSNorm when cfg.emb_norm is False."
-    emb = _make_embedding(cfg)
-    if not cfg.emb_norm: emb.norm = nn.Identity()          # every embedding ends in .norm: raw token vectors instead
-    return emb
-
-def _make_embedding(cfg: Config) -> nn.Module:
-    if cfg.embedding == 'learned': return LearnedEmbedding(cfg.vocab_size, cfg.d_model)
-    if cfg.embedding in ('hash', 'factorized'):
-        return make_peer_embedding(cfg)
-    denom = cfg.max_len - 1 if cfg.released_norm == 'max_len' else None
-    # 'frequency' starts as the identity; the trainer fills id_map with the ranks of token counts in the training data
-    id_map = {'identity': None, 'random': id_permutation(cfg.vocab_size),
-              'frequency': torch.arange(cfg.vocab_size)}[cfg.id_order]
-    return FourierEmbedding(cfg.vocab_size, cfg.d_model, basis=cfg.basis, mlp=cfg.emb_mlp, denom=denom,
-                            id_map=id_map, basis_cache=cfg.basis_cache)
-
 class SentenceEncoder(nn.Module):
     "Token embedding -> n_layers RoPE blocks (0: a bag) -> masked mean -> Linear + tanh (or not): one sentence vector."
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: ModelConfig, basis_cache: bool | None = None):
         super().__init__()
-        self.cfg, p, pre = cfg, cfg.dropout_p, cfg.norm_position == 'pre'
-        self.embed, self.drop = make_embedding(cfg), nn.Dropout(p)
+        basis_cache = getattr(cfg, 'basis_cache', True) if basis_cache is None else basis_cache   # a run's setting
+        self.cfg = cfg = cfg.model                                            # the model's arguments, dropout resolved
+        p, pre = cfg.dropout, cfg.norm_position == 'pre'
+        self.embed, self.drop = make_embedding(cfg, basis_cache), nn.Dropout(p)
         last = lambda i: i < cfg.n_layers - 1 or cfg.final_norm               # final_norm=False: the last one goes
         self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.n_heads, p, cfg.discard_ffn, pre_norm=pre, out_norm=last(i))
                                     for i in range(cfg.n_layers))
         self.final_norm = nn.RMSNorm(cfg.d_model, eps=1e-6) if pre and cfg.n_layers and cfg.final_norm else None
         self.pooler = nn.Linear(cfg.d_model, cfg.d_model) if cfg.pooler == 'tanh' else None
         self.check_ids = True      # the fast GPU path turns this off: ids are checked once when the cache is built
-        self.tokenizer = None      # set by load_run / the trainer; `encode` needs it
+        self.tokenizer = None      # set by load_model / the trainer; `encode` needs it
         self._rope = (0, None, None)
 
     def rope(self, T: int, device):
@@ -141,21 +114,37 @@ class SentenceEncoder(nn.Module):
 
     def encode(self, sentences: str | list[str], batch_size: int = 32, show_progress_bar: bool = False,
                convert_to_numpy: bool = True, convert_to_tensor: bool = False, normalize_embeddings: bool = False,
-               device=None):
+               device=None, prompt: str | None = None, prompt_name: str | None = None, precision: str = 'float32',
+               truncate_dim: int | None = None, **unused):
         "Vectors of raw strings in input order, as sentence-transformers' `encode`: float32 (N, d), or (d,) for a str."
+        if unused: raise TypeError(f"encode() got arguments it does not know: {sorted(unused)}")
         if self.tokenizer is None:
-            raise ValueError("This encoder has no tokenizer: load it with load_run(...) or hub.from_pretrained(...), "
-                             "or set model.tokenizer = fourier_nb.data.load_tokenizer(cfg)")
+            raise ValueError("This encoder has no tokenizer: load it with fourier_nb.from_pretrained(folder), or set "
+                             "model.tokenizer = fourier_nb.data.load_tokenizer(cfg)")
+        _check_encode_args(batch_size, prompt_name, precision, truncate_dim, self.cfg.d_model)
         single, texts = isinstance(sentences, str), _as_texts(sentences)
+        if prompt: texts = [prompt + t for t in texts]                         # as sentence-transformers: prefixed
         if device is not None: self.to(device)                                # as sentence-transformers does
         tokenize = getattr(self.tokenizer, 'encode_batch_fast', self.tokenizer.encode_batch)   # _fast: no char offsets
         out = encode_ids(self, [e.ids for e in tokenize(texts)], batch_size, progress=show_progress_bar)   # (N, d)
+        if truncate_dim: out = out[:, :truncate_dim]                          # Matryoshka-style: the first dims
         if normalize_embeddings: out = F.normalize(out, dim=-1)
         if single: out = out[0]
         if convert_to_tensor: return out
         if convert_to_numpy: return out.numpy()
         # sentence-transformers: a list of (d,) tensors
         return out if single else list(out)
+
+    def similarity(self, a, b) -> torch.Tensor:
+        "Cosine similarity of every row of a (N, d) with every row of b (M, d): (N, M), as sentence-transformers'."
+        a, b = (torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x).float() for x in (a, b))
+        a, b = (x[None] if x.dim() == 1 else x for x in (a, b))
+        return F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T
+
+    def get_sentence_embedding_dimension(self) -> int:
+        "The width of the vectors `encode` returns (sentence-transformers' name)."
+        return self.cfg.d_model
+    get_embedding_dimension = get_sentence_embedding_dimension
 
 def count_params(model: nn.Module) -> int:
     "Trainable parameters (the loss's temperature lives outside the encoder and is not counted, as in the paper)."
@@ -167,13 +156,6 @@ def _flat(seqs) -> tuple:
     if hasattr(seqs, 'offsets'): return np.diff(seqs.offsets), np.asarray(seqs.ids, np.int64)
     lens = np.fromiter(map(len, seqs), np.int64, len(seqs))
     return lens, np.fromiter(itertools.chain.from_iterable(seqs), np.int64, int(lens.sum()))
-
-def _pad(src: np.ndarray, starts: np.ndarray, lens: np.ndarray, idx: np.ndarray) -> tuple:
-    "Sequences idx (B,) of src, right-padded with 0: ids (B, T) int64 and mask (B, T) bool, True on real tokens."
-    T = int(lens[idx].max())
-    mask = np.arange(T) < lens[idx, None]                                         # (B, T)
-    pos = np.minimum(starts[idx, None] + np.arange(T), max(len(src) - 1, 0))      # (B, T), kept inside src
-    return torch.from_numpy(np.where(mask, src[pos], 0)), torch.from_numpy(mask)
 
 def encode_ids(model: nn.Module, seqs, batch_size: int = 32, bf16: bool = False,
                progress: bool = False) -> torch.Tensor:
@@ -202,9 +184,10 @@ def encode_ids(model: nn.Module, seqs, batch_size: int = 32, bf16: bool = False,
                 bar.update(len(lens))
             else:
                 order = np.argsort(lens, kind='stable')                          # like lengths share a batch
+                src = tuple(torch.from_numpy(a) for a in (flat, starts, lens))
                 for s in range(0, len(order), batch_size):
                     idx = order[s:s + batch_size]
-                    ids, mask = (t.to(device) for t in _pad(flat, starts, lens, idx))
+                    ids, mask = (t.to(device) for t in gather_padded(*src, torch.from_numpy(idx)))
                     out[torch.from_numpy(idx)] = (model(ids, mask, table) if fast else model(ids, mask)).float().cpu()
                     bar.update(len(idx))
     finally:
@@ -212,10 +195,28 @@ def encode_ids(model: nn.Module, seqs, batch_size: int = 32, bf16: bool = False,
         bar.close()
     return out
 
+PRECISIONS = ('float32',)   # sentence-transformers also has int8/uint8/binary/ubinary: calibration the kit does not do
+
+def _check_encode_args(batch_size, prompt_name, precision, truncate_dim, d: int):
+    "A clear error for each `encode` argument the kit cannot honour as given."
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"encode: batch_size={batch_size!r} must be an int >= 1 (sentences per forward pass)")
+    if prompt_name is not None:
+        raise ValueError(f"encode: prompt_name={prompt_name!r}: this model has no named prompts; pass the text as "
+                         f"prompt='...' instead")
+    if precision not in PRECISIONS:
+        raise ValueError(f"encode: precision={precision!r} is not supported: use {PRECISIONS} (quantise the float32 "
+                         f"vectors yourself, e.g. sentence_transformers.quantization.quantize_embeddings)")
+    if truncate_dim is not None and (isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int)
+                                     or not 1 <= truncate_dim <= d):
+        raise ValueError(f"encode: truncate_dim={truncate_dim!r} must be an int in [1, {d}] (or None)")
+
 def _as_texts(sentences) -> list:
     "`sentences` as a list of str; else a TypeError naming the first bad input and its position."
     if isinstance(sentences, str): return [sentences]
     what = lambda x: f"{reprlib.repr(x)} ({type(x).__name__}); pass str or a list of str"
+    if isinstance(sentences, (dict, set, frozenset)):                      # keys or members, in no reliable order
+        raise TypeError(f"encode: sentences is {what(sentences)}, not a {type(sentences).__name__}")
     try: texts = None if isinstance(sentences, (bytes, bytearray)) else list(sentences)
     except TypeError: texts = None
     if texts is None: raise TypeError(f"encode: sentences is {what(sentences)}")
