@@ -7,79 +7,86 @@ from __future__ import annotations
 import json, re, shutil, tempfile
 from pathlib import Path
 import torch.nn as nn
-from .config import Config
+from .config import Config, ModelConfig
+from .files import atomic_write, read_json
+from .pairs import train_data_name
 from .model import count_params
-from .checkpoint import MODEL_FILES, atomic_write, check_folder, load_run, resolve_run, save_model
+from .checkpoint import MODEL_FILES, check_folder, load_run, resolve_run, save_model
 
 # %% auto #0
-__all__ = ['GIT_URL', 'model_card', 'save_pretrained', 'from_pretrained', 'export_run', 'push_to_hub']
+__all__ = ['GIT_URL', 'SET_NAMES', 'model_card', 'save_pretrained', 'from_pretrained', 'export_run', 'push_to_hub']
 
 # %% ../nbs/13_hub.ipynb #678b75f0
 GIT_URL = 'https://github.com/fourier-nb/fourier_nb'   # settings.ini's git_url (not shipped with the package)
 
+SET_NAMES = {'stsb-dev': ('STS-B', 'validation', 'sentence-transformers/stsb'),
+             **{f'sts1{i}': (f'STS1{i}', 'test', f'mteb/sts1{i}-sts') for i in range(2, 7)},
+             'stsb-test': ('STS-B', 'test', 'sentence-transformers/stsb'), 'sickr': ('SICK-R', 'test', 'mteb/sickr-sts')}
+
 def _card_results(metrics: dict) -> list:
-    "model-index entries for the STS-B scores present in `metrics` (zero-shot and after fine-tuning)."
+    "model-index entries for the STS scores present in `metrics` (zero-shot and after fine-tuning)."
     out = []
     for prefix, how in (('', 'zero-shot'), ('ft_', 'after fine-tuning on STS-B train')):
-        for split in ('dev', 'test'):
-            ms = [dict(type=f'{m}_cosine', value=metrics[f'{prefix}stsb-{split}_{m}'],
-                       name=f'{m.title()} (cosine) x100')
-                  for m in ('spearman', 'pearson') if f'{prefix}stsb-{split}_{m}' in metrics]
-            if ms: out.append(dict(task=dict(type='sentence-similarity', name=f'STS-B, {how}'),
-                                   dataset=dict(type='sentence-transformers/stsb', name='STS-B', split=split),
-                                   metrics=ms))
+        for key, (name, split, ds) in SET_NAMES.items():
+            ms = [dict(type=f'{m}_cosine', value=metrics[f'{prefix}{key}_{m}'], name=f'{m.title()} (cosine) x100')
+                  for m in ('spearman', 'pearson') if f'{prefix}{key}_{m}' in metrics]
+            if ms: out.append(dict(task=dict(type='sentence-similarity', name=f'{name}, {how}'),
+                                   dataset=dict(type=ds, name=name, split=split), metrics=ms))
     return out
 
-def model_card(cfg: Config, n_params: int, metrics: dict | None = None, name: str | None = None,
+def model_card(cfg: ModelConfig, n_params: int, metrics: dict | None = None, name: str | None = None,
                n_embed_params: int | None = None) -> str:
-    "README.md for a model folder: Hub front matter, architecture, training data, STS-B scores and how to load it."
+    "README.md for a model folder: Hub front matter, architecture, training data, STS scores and how to load it."
     import yaml
-    m, name = metrics or {}, name or cfg.run_name
-    data = m.get('train_data') or cfg.train_data_name
-    offline = cfg.nli_train != 'train' or not data.startswith('SNLI+MNLI train')
+    m, run = metrics or {}, cfg if isinstance(cfg, Config) else None
+    name = name or (run.run_name if run else 'fourier_nb-model')
+    data = m.get('train_data_name') or (train_data_name(run.train_data) if run else 'not recorded')
+    offline = run is None or run.train_data != 'nli-train'
     results = _card_results(m)
     front = dict(library_name='fourier_nb', pipeline_tag='sentence-similarity', license='apache-2.0', language=['en'],
                  tags=['fourier_nb', 'sentence-similarity', 'feature-extraction', 'sentence-embeddings',
-                       f'{cfg.embedding}-embedding', 'parameter-efficient'],
-                 datasets=['stanfordnlp/snli', 'nyu-mll/multi_nli'], train_data=data)
+                       f'{cfg.embedding}-embedding', 'parameter-efficient'], train_data=data)
     if results: front['model-index'] = [dict(name=name, results=results)]
     emb = f" (token embedding: {n_embed_params:,})" if n_embed_params is not None else ''
     basis = f"{cfg.basis} basis, {cfg.emb_mlp} map" if cfg.embedding == 'fourier' else 'looked up'
+    body = f"{cfg.n_layers} layer(s), d={cfg.d_model}, {cfg.n_heads} head(s), RoPE" if cfg.n_layers else 'no layers (a bag)'
     rows = [('parameters', f"{n_params:,}{emb}"),
-            ('architecture', f"{cfg.embedding} token embedding ({basis}), {cfg.n_layers} layer(s), d={cfg.d_model}, "
-                             f"{cfg.n_heads} head(s), RoPE, post-norm; masked mean + Linear + tanh"),
-            ('tokenizer', f"bert-base-uncased WordPiece, {cfg.vocab_size:,} tokens, "
-                          f"at most {cfg.max_len} per sentence"),
-            ('training data', data),
-            ('training', f"InfoNCE on entailment pairs, {m.get('steps', cfg.max_steps):,} steps of {cfg.batch_size} "
-                         f"pairs, AdamW lr {cfg.lr:g}" + (', hard negatives' if cfg.hard_negatives else ''))]
+            ('architecture', f"{cfg.embedding} token embedding ({basis}), {body}; masked mean"
+                             + (' + Linear + tanh' if cfg.pooler == 'tanh' else '')),
+            ('tokenizer', f"bert-base-uncased WordPiece, {cfg.vocab_size:,} tokens, at most {cfg.max_len} per sentence"),
+            ('training data', data)]
+    if run: rows.append(('training', f"{run.loss} on the pairs, {m.get('steps', run.max_steps):,} steps of "
+                                     f"{run.batch_size}, AdamW lr {run.lr:g}" + (', hard negatives' if run.hard_negatives else '')))
     lines = ['---', yaml.safe_dump(front, sort_keys=False, allow_unicode=True).rstrip(), '---', '', f'# {name}', '',
              f"A sentence encoder trained with [fourier_nb]({GIT_URL}), a research kit for parameter-efficient "
              f"Fourier token embeddings (arXiv 2505.02266). It maps a sentence to a {cfg.d_model}-dimensional "
              f"vector; compare vectors by cosine similarity.", '', '| | |', '|---|---|',
              *[f'| {k} | {v} |' for k, v in rows], '']
     if offline:
-        lines += ["**Training data.** These weights were trained offline on the *dev-mix*: the entailment pairs of the "
-                  "SNLI validation and test splits and the MNLI matched and mismatched validation splits. That is far "
-                  "less data than the SNLI + MNLI training sets of the paper, so the scores below are not comparable "
-                  "to the paper's.", '']
-    lines += ['## STS-B', '']
+        lines += [f"**Training data.** These weights were not trained on the SNLI + MNLI training sets of the paper, "
+                  f"but on: {data}. The scores below are therefore not comparable to the paper's.", '']
+    lines += ['## Scores', '']
     if results:
-        lines += ['Spearman and Pearson correlation ×100 between cosine similarity and the gold score, on every pair.',
-                  '', '| evaluation | split | Spearman | Pearson |', '|---|---|---|---|']
+        lines += ['Spearman and Pearson correlation ×100 between cosine similarity and the gold score, on every pair. '
+                  'STS-B dev chose the recipe; the other sets are test sets.', '',
+                  '| evaluation | set | split | Spearman | Pearson |', '|---|---|---|---|---|']
         for r in results:
             v = {x['type'].split('_')[0]: x['value'] for x in r['metrics']}
-            lines.append(f"| {r['task']['name'].split(', ', 1)[1]} | {r['dataset']['split']} | "
-                         f"{v.get('spearman', '')} | {v.get('pearson', '')} |")
+            lines.append(f"| {r['task']['name'].split(', ', 1)[1]} | {r['dataset']['name']} | {r['dataset']['split']} "
+                         f"| {v.get('spearman', '')} | {v.get('pearson', '')} |")
+        for prefix, how in (('', 'zero-shot'), ('ft_', 'fine-tuned')):
+            if f'{prefix}sts7_mean' in m:
+                lines.append(f"\nMean Spearman over the seven STS test sets ({how}): **{m[prefix + 'sts7_mean']}**.")
     else: lines.append('No evaluation was recorded with these weights.')
     where = name if '/' in name else f'path/to/{name}'
     lines += ['', '## Usage', '', '```bash', f'pip install git+{GIT_URL}', '```', '', '```python',
-              'from fourier_nb.hub import from_pretrained',
+              'from fourier_nb import from_pretrained',
               f"model = from_pretrained('{where}')" + ('' if '/' in name else "   # a local folder or a Hub repo id"),
               "emb = model.encode(['A man is playing a guitar.', 'Someone plays music.'], normalize_embeddings=True)",
               f"print(emb.shape, emb[0] @ emb[1])   # (2, {cfg.d_model}), the cosine similarity", '```', '',
-              'The folder holds `config.json` (the run\'s `Config`), `model.safetensors` and `tokenizer.json`; '
-              'nothing is pickled, so loading it runs no code from the download.', '']
+              'The folder holds `config.json` (the model\'s arguments), `model.safetensors`, `tokenizer.json` and, '
+              'for a trained run, `config.yaml` (how it was trained); nothing is pickled, so loading it runs no code '
+              'from the download.', '']
     return '\n'.join(lines)
 
 # %% ../nbs/13_hub.ipynb #2e282516
@@ -87,13 +94,13 @@ def save_pretrained(model: nn.Module, cfg: Config | None, folder, metrics: dict 
                     name: str | None = None) -> Path:
     "Write config.json, model.safetensors, tokenizer.json and a README.md model card into `folder`."
     cfg = cfg or model.cfg
-    if cfg.differences(model.cfg):
-        raise ValueError(f"cfg does not describe this model: {sorted(cfg.differences(model.cfg))} "
+    if cfg.model.differences(model.cfg):
+        raise ValueError(f"cfg does not describe this model: {sorted(cfg.model.differences(model.cfg))} "
                          "differ from model.cfg")
     if model.tokenizer is None:
         raise ValueError("The model has no tokenizer to save: "
                          "set model.tokenizer = fourier_nb.data.load_tokenizer(cfg)")
-    if isinstance(metrics, (str, Path)): metrics = json.loads(Path(metrics).read_text())
+    if isinstance(metrics, (str, Path)): metrics = read_json(metrics, 'metrics file')
     folder = save_model(folder, cfg, model, model.tokenizer)
     card = model_card(cfg, count_params(model), metrics, name or folder.name, count_params(model.embed))
     atomic_write(folder/'README.md', lambda tmp: Path(tmp).write_text(card))
@@ -128,9 +135,11 @@ def export_run(path_or_name, folder, finetuned: bool = False, name: str | None =
     run = resolve_run(path_or_name)
     src = run/'finetuned' if finetuned else run
     cfg, model = load_run(check_folder(src))
-    metrics = json.loads((run/'metrics.json').read_text()) if (run/'metrics.json').exists() else {}
-    keep = (lambda k: not k.startswith('stsb-')) if finetuned else (lambda k: not k.startswith('ft_'))
-    return save_pretrained(model, cfg, folder, {k: v for k, v in metrics.items() if keep(k)}, name or run.name)
+    metrics = read_json(run/'metrics.json', 'metrics file') if (run/'metrics.json').exists() else {}
+    keep = (lambda k: k.startswith('ft_') or not k.endswith(('_spearman', '_pearson', '_mean'))) if finetuned \
+        else (lambda k: not k.startswith('ft_'))
+    kept = {(k[3:] if finetuned and k.startswith('ft_') else k): v for k, v in metrics.items() if keep(k)}
+    return save_pretrained(model, cfg, folder, kept, name or run.name)
 
 # %% ../nbs/13_hub.ipynb #c9618996
 def push_to_hub(folder_or_model, repo_id: str, cfg: Config | None = None, metrics: dict | None = None,

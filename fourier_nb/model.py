@@ -100,17 +100,20 @@ class SentenceEncoder(nn.Module):
             self._rope = (cos.shape[0], cos, sin)
         return cos[:T], sin[:T]
 
-    def token_states(self, ids: torch.Tensor, mask: torch.Tensor | None = None, table=None) -> torch.Tensor:
-        "Contextual token vectors (B, T, d) after the last block; with `table` (U, d), ids are its rows (`encode_ids`)."
+    def token_states(self, ids: torch.Tensor, mask: torch.Tensor | None = None, table=None,
+                     layers: int | None = None) -> torch.Tensor:
+        "Token vectors (B, T, d) after the first `layers` blocks (None: all, then the final norm); `table`: see encode_ids."
         x = self.drop(self.embed(ids, check=self.check_ids) if table is None else F.embedding(ids, table))   # (B, T, d)
-        if len(self.blocks): cos, sin = self.rope(ids.shape[1], ids.device)
-        for blk in self.blocks: x = blk(x, mask, cos, sin)
-        return x if self.final_norm is None else self.final_norm(x)
+        blocks = self.blocks if layers is None else self.blocks[:layers]
+        if len(blocks): cos, sin = self.rope(ids.shape[1], ids.device)
+        for blk in blocks: x = blk(x, mask, cos, sin)
+        return x if self.final_norm is None or layers is not None else self.final_norm(x)
 
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor | None = None, table=None) -> torch.Tensor:
-        "Sentence vectors (B, d) for token ids (B, T) and a padding mask (B, T), True on real tokens."
-        v = masked_mean(self.token_states(ids, mask, table), mask)            # (B, d)
-        return v if self.pooler is None else torch.tanh(self.pooler(v))
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor | None = None, table=None,
+                layers: int | None = None) -> torch.Tensor:
+        "Sentence vectors (B, d) for ids (B, T) and a padding mask (B, T), True on real tokens (`layers`: see below)."
+        v = masked_mean(self.token_states(ids, mask, table, layers), mask)    # (B, d)
+        return v if self.pooler is None or layers is not None else torch.tanh(self.pooler(v))
 
     def encode(self, sentences: str | list[str], batch_size: int = 32, show_progress_bar: bool = False,
                convert_to_numpy: bool = True, convert_to_tensor: bool = False, normalize_embeddings: bool = False,
@@ -157,8 +160,8 @@ def _flat(seqs) -> tuple:
     lens = np.fromiter(map(len, seqs), np.int64, len(seqs))
     return lens, np.fromiter(itertools.chain.from_iterable(seqs), np.int64, int(lens.sum()))
 
-def encode_ids(model: nn.Module, seqs, batch_size: int = 32, bf16: bool = False,
-               progress: bool = False) -> torch.Tensor:
+def encode_ids(model: nn.Module, seqs, batch_size: int = 32, bf16: bool = False, progress: bool = False,
+               layers: int | None = None) -> torch.Tensor:
     "Sentence vectors (N, d), float32 on CPU, of N token-id sequences, in order: `model(ids, mask)` in eval mode, fast."
     from tqdm.auto import tqdm
     lens, flat = _flat(seqs)
@@ -177,7 +180,7 @@ def encode_ids(model: nn.Module, seqs, batch_size: int = 32, bf16: bool = False,
                 uniq = torch.from_numpy(uniq).to(device)
                 if model.check_ids: check_ids(uniq, model.cfg.vocab_size)
                 table = model.embed(uniq, check=False)                           # (U, d): each distinct id once
-            if fast and not len(model.blocks):                                   # a bag: the mean of table rows
+            if fast and not len(model.blocks) and layers is None:                # a bag: the mean of table rows
                 v = F.embedding_bag(torch.from_numpy(flat).to(device), table, torch.from_numpy(starts).to(device),
                                     mode='mean')                                  # (N, d)
                 out[:] = (v if model.pooler is None else torch.tanh(model.pooler(v))).float().cpu()
@@ -188,7 +191,9 @@ def encode_ids(model: nn.Module, seqs, batch_size: int = 32, bf16: bool = False,
                 for s in range(0, len(order), batch_size):
                     idx = order[s:s + batch_size]
                     ids, mask = (t.to(device) for t in gather_padded(*src, torch.from_numpy(idx)))
-                    out[torch.from_numpy(idx)] = (model(ids, mask, table) if fast else model(ids, mask)).float().cpu()
+                    v = model(ids, mask, table, layers) if fast else model(ids, mask, **({} if layers is None else
+                                                                                          dict(layers=layers)))
+                    out[torch.from_numpy(idx)] = v.float().cpu()
                     bar.update(len(idx))
     finally:
         for m, mode in zip(mods, modes): m.training = mode

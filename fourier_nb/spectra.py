@@ -4,35 +4,15 @@
 
 # %% ../nbs/07_spectra.ipynb #36bfba1b
 from __future__ import annotations
-import json
-from pathlib import Path
 import torch
 import torch.nn as nn
-from .config import Config, repo_root, run_dir
-from .checkpoint import resolve_run
-from .model import SentenceEncoder, masked_mean
+from .config import Config
+from .model import SentenceEncoder, encode_ids
 
 # %% auto #0
-__all__ = ['TEST_RUNS', 'ensure_smoke_run', 'init_model', 'linear_weight', 'pair_magnitude', 'frequency_energy',
-           'plot_linear_response', 'layer_states', 'token_embeddings', 'id_spectrum', 'top_bins', 'plot_id_spectra',
-           'encode_layer', 'stsb_embeddings', 'singular_spectrum', 'plot_singular_values']
-
-# %% ../nbs/07_spectra.ipynb #527ddcb2
-TEST_RUNS = 'runs/_test'   # where the notebooks' own smoke runs go (from the repo root); finished_runs skips it
-
-def ensure_smoke_run(name: str, embedding: str = 'fourier', config: str = 'configs/smoke.yaml',
-                     out_dir: str = TEST_RUNS, **overrides) -> Path:
-    "The folder of run `name`; a missing 'smoke*' run is first trained into `out_dir` from `config`, on one thread."
-    try: return resolve_run(name)
-    except FileNotFoundError:
-        if not str(name).startswith('smoke'): raise
-    folder = run_dir(Config(run_name=name, out_dir=out_dir))
-    if (folder/'model.safetensors').exists(): return folder                    # trained by an earlier test
-    from fourier_nb.run import read_config_file, train_and_eval
-    cfg = Config.from_dict(read_config_file(config)
-                           | dict(run_name=name, embedding=embedding, threads=1, out_dir=out_dir) | overrides)
-    train_and_eval(cfg, progress=False)                                         # resumes a killed one
-    return folder
+__all__ = ['init_model', 'linear_weight', 'pair_magnitude', 'frequency_energy', 'plot_linear_response', 'layer_states',
+           'token_embeddings', 'id_spectrum', 'top_bins', 'plot_id_spectra', 'encode_layer', 'stsb_embeddings',
+           'singular_spectrum', 'plot_singular_values']
 
 # %% ../nbs/07_spectra.ipynb #073cb0ed
 def init_model(cfg: Config) -> SentenceEncoder:
@@ -86,14 +66,10 @@ def plot_linear_response(before: torch.Tensor, after: torch.Tensor, title: str =
 # %% ../nbs/07_spectra.ipynb #dd9a86b3
 @torch.no_grad()
 def layer_states(model, ids: torch.Tensor, mask: torch.Tensor | None = None, layer: int | None = None) -> torch.Tensor:
-    "Token states (B, T, d) after the first `layer` blocks (0 = the token embedding, None = all blocks), in eval mode."
+    "Token states (B, T, d) after the first `layer` blocks (0 = the token embedding, None = all), in eval mode."
     was = model.training
     model.eval()
-    try:
-        x = model.embed(ids)                                                 # (B, T, d)
-        cos, sin = model.rope(ids.shape[1], ids.device)
-        for blk in model.blocks[:layer]: x = blk(x, mask, cos, sin)
-        return x
+    try: return model.token_states(ids, mask, layers=layer)
     finally: model.train(was)
 
 @torch.no_grad()
@@ -134,27 +110,15 @@ def plot_id_spectra(spectra: dict, marks: dict | None = None, title: str = '', s
     return fig
 
 # %% ../nbs/07_spectra.ipynb #030df34a
-@torch.no_grad()
 def encode_layer(model, seqs, layer: int | None = None, batch_size: int = 256) -> torch.Tensor:
     "Sentence vectors (N, d): the model's own for layer=None, else the masked mean of the states after `layer` blocks."
-    from fourier_nb.evaluate import encode_sequences
-    from fourier_nb.data import pad_batch
-    if layer is None: return encode_sequences(model, seqs, batch_size)
-    device = next(model.parameters()).device
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))            # like lengths share a batch
-    out = torch.empty(len(seqs), model.cfg.d_model)
-    for s in range(0, len(seqs), batch_size):
-        idx = order[s:s + batch_size]
-        ids, mask = pad_batch([seqs[i] for i in idx])
-        ids, mask = ids.to(device), mask.to(device)
-        out[idx] = masked_mean(layer_states(model, ids, mask, layer), mask).float().cpu()
-    return out
+    return encode_ids(model, seqs, batch_size, layers=layer)
 
 def stsb_embeddings(model, cfg: Config, split: str = 'validation', layer: int | None = None,
                     batch_size: int = 256) -> tuple:
     "(e1, e2, gold): both sides' vectors of each STS-B `split` pair (see `encode_layer`) and their float64 gold scores."
-    from fourier_nb.cache import cached_stsb
-    s1, s2, gold = cached_stsb(cfg, split)
+    from fourier_nb.cache import cached_eval
+    s1, s2, gold = cached_eval(cfg, {'validation': 'stsb-dev', 'test': 'stsb-test'}.get(split, split))
     return (encode_layer(model, s1, layer, batch_size), encode_layer(model, s2, layer, batch_size),
             torch.as_tensor(gold, dtype=torch.float64))
 

@@ -208,7 +208,7 @@ class Trainer:
         bar = _bar(phases[-1].end, f'train {cfg.run_name}', self.progress)
         bar.update(self.step)
         self.model.train()
-        t0 = time.perf_counter()
+        t0, ckpt = time.perf_counter(), True                          # nothing to train: nothing to save
         while self.step < end:
             phase = self.phase_at(self.step, phases)
             self.start(phase)
