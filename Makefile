@@ -11,7 +11,7 @@ export FNB_DATA_DIR ?= $(abspath ../shared/data)
 $(STAMP): setup.py settings.ini pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,ecosystem]"
 	touch $(STAMP)
 
 install: $(STAMP)

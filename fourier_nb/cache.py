@@ -137,23 +137,23 @@ def cached_pairs(cfg: Config, progress: bool = False) -> TrainData:
                 dict(counts=df.attrs['counts'], train_data_name=df.attrs['name'], groups=int(df.group.max()) + 1))
     return TrainData(*_cached(cfg, 'pairs', None, make, progress))
 
+def _sts(cfg: Config, kind: str, name: str, load) -> tuple:
+    "(sentence1 Packed, sentence2 Packed, float64 gold scores) of the pairs `load()` reads, from the cache."
+    def make():
+        df = load()
+        return {c: df[c].tolist() for c in STSB_COLS[:2]}, {'score': df.score.to_numpy(np.float64)}, {}
+    packs, arrays, _ = _cached(cfg, kind, name, make)
+    return packs['sentence1'], packs['sentence2'], np.array(arrays['score'], np.float64)
+
 def cached_eval(cfg: Config, name: str) -> tuple:
     "Token ids of evaluation set `name` (sentence1, sentence2 Packed) and its float64 gold scores, from the cache."
     if name not in EVAL_SETS: raise ValueError(f"Evaluation set {name!r}: expected one of {EVAL_SETS}")
-    def make():
-        df = load_eval_set(cfg, name)
-        return {c: df[c].tolist() for c in STSB_COLS[:2]}, {'score': df.score.to_numpy(np.float64)}, {}
-    packs, arrays, _ = _cached(cfg, 'eval', name, make)
-    return packs['sentence1'], packs['sentence2'], np.array(arrays['score'], np.float64)
+    return _sts(cfg, 'eval', name, lambda: load_eval_set(cfg, name))
 
 def cached_stsb(cfg: Config, split: str) -> tuple:
     "Token ids of STS-B `split` (sentence1, sentence2) and its float64 gold scores, from the cache."
     if split not in STSB_SPLITS: raise ValueError(f"STS-B split {split!r}: expected one of {STSB_SPLITS}")
-    def make():
-        df = load_stsb(cfg, split)
-        return {c: df[c].tolist() for c in STSB_COLS[:2]}, {'score': df.score.to_numpy(np.float64)}, {}
-    packs, arrays, _ = _cached(cfg, 'stsb', split, make)
-    return packs['sentence1'], packs['sentence2'], np.array(arrays['score'], np.float64)
+    return _sts(cfg, 'stsb', split, lambda: load_stsb(cfg, split))
 
 def cache_size_mb(cfg: Config) -> float:
     "Size of everything in the token cache folder, in MiB (2**20 bytes)."

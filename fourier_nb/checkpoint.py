@@ -47,10 +47,10 @@ def read_tensors(path, meta_only: bool = False) -> tuple[dict, dict]:
                           "restore a good copy; nothing was loaded") from None
 
 # %% ../nbs/04b_checkpoint.ipynb #bee80df4
-def save_checkpoint(path, cfg: Config, model, loss_fn, opt, state: dict):
+def save_checkpoint(path, cfg: Config, model, objective, opt, state: dict):
     "Write the whole training state (weights, AdamW moments, RNG, step and `state`) to one safetensors file."
     t = {f'model.{k}': v for k, v in model.state_dict().items()}
-    t |= {f'loss.{k}': v for k, v in loss_fn.state_dict().items()}
+    t |= {f'loss.{k}': v for k, v in objective.state_dict().items()}
     osd = opt.state_dict()
     for pid, st in osd['state'].items():
         t |= {f'opt.{pid}.{k}': (v if torch.is_tensor(v) else torch.tensor(v)) for k, v in st.items()}
@@ -61,12 +61,12 @@ def save_checkpoint(path, cfg: Config, model, loss_fn, opt, state: dict):
     meta = dict(config=cfg.to_dict(), state=state, param_groups=groups, py_rng=random.getstate())
     return write_tensors(path, t, meta)
 
-def load_checkpoint(path, cfg: Config, model, loss_fn, opt) -> dict:
+def load_checkpoint(path, cfg: Config, model, objective, opt) -> dict:
     "Restore a `save_checkpoint` file into model, loss and optimiser; return its `state` dict."
     t, meta = read_tensors(path)
     refuse_other_settings(Path(path).parent, Config.from_dict(meta['config']), cfg, what=Path(path).name)
     load_weights(model, {k[6:]: v for k, v in t.items() if k.startswith('model.')}, path)
-    loss_fn.load_state_dict({k[5:]: v for k, v in t.items() if k.startswith('loss.')})
+    objective.load_state_dict({k[5:]: v for k, v in t.items() if k.startswith('loss.')})
     state = {}
     for k, v in t.items():
         if k.startswith('opt.'):
@@ -145,7 +145,7 @@ def resolve_run(path_or_name) -> Path:
     if p.is_dir(): return p
     q = repo_root()/'runs'/str(path_or_name)
     if q.is_dir(): return q
-    raise FileNotFoundError(f"No run folder {p} (nor {q}); train one with fnb_train or nbs/09_run.ipynb")
+    raise FileNotFoundError(f"No run folder {p} (nor {q}); train one with fnb_train or nbs/06_run.ipynb")
 
 def load_run(path_or_name, device='cpu'):
     "(cfg, model) of a model folder: the run's Config if it has a record, else its ModelConfig; model in eval mode."

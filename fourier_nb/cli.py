@@ -11,6 +11,7 @@ from .config import Config, repo_root, run_dir
 from .files import FileProblem, read_json
 from .checkpoint import RunMismatch, guard_run_folder
 from .train import NonFiniteLoss
+from .pairs import parse_train_data
 from .run import RunLocked, train_and_eval
 
 # %% auto #0
@@ -42,7 +43,9 @@ def config_from_args(configs=(), overrides: str = '') -> Config:
     "Config from YAML files (later ones win) and a 'k=v,…' override string."
     d = {}
     for c in configs: d |= read_config_file(c)
-    return Config.from_dict(d | parse_overrides(overrides))
+    cfg = Config.from_dict(d | parse_overrides(overrides))
+    parse_train_data(cfg.train_data)                             # a misspelt source fails here, before anything runs
+    return cfg
 
 # %% ../nbs/06a_cli.ipynb #c352116b
 def parse_seeds(s: str) -> list:

@@ -120,7 +120,7 @@ class ModelConfig(_Fields):
 
     def check(self):
         n = type(self).__name__
-        for k in ('vocab_size', 'max_len', 'd_model', 'n_heads'):
+        for k in ('vocab_size', 'max_len', 'd_model', 'n_heads', 'hash_buckets', 'hash_k', 'factor_dim'):
             if getattr(self, k) < 1: raise ValueError(f"{n}.{k}={getattr(self, k)} must be >= 1")
         if self.n_layers < 0: raise ValueError(f"{n}.n_layers={self.n_layers} must be >= 0 (0 = a bag of token vectors)")
         if self.d_model % self.n_heads:
@@ -205,13 +205,17 @@ class Config(ModelConfig):
 
     def check(self):
         super().check()
-        for k in ('batch_size', 'max_steps', 'eval_batch_size', 'log_every'):
+        for k in ('batch_size', 'max_steps', 'eval_batch_size', 'log_every', 'pad_multiple', 'finetune_batch_size',
+                  'finetune_eval_every'):
             if getattr(self, k) < 1: raise ValueError(f"Config.{k}={getattr(self, k)} must be >= 1")
         for k in ('eval_every', 'ckpt_every', 'max_pairs', 'warmup_steps', 'finetune_steps', 'infonce_steps', 'threads'):
             if getattr(self, k) < 0: raise ValueError(f"Config.{k}={getattr(self, k)} must be >= 0 (0 = off)")
         for k, ok, want in (('train_fraction', 0 < self.train_fraction <= 1, 'in (0, 1]'),
                             ('emb_lr', self.emb_lr is None or self.emb_lr > 0, '> 0, or None for the same as lr'),
-                            ('lr', self.lr > 0, '> 0'), ('time_limit_s', self.time_limit_s >= 0, '>= 0 (0 = none)')):
+                            ('lr', self.lr > 0, '> 0'), ('time_limit_s', self.time_limit_s >= 0, '>= 0 (0 = none)'),
+                            ('finetune_lr', self.finetune_lr > 0, '> 0'), ('tau_init', 0 < self.tau_init <= 1, 'in (0, 1]'),
+                            ('distill_weight', self.distill_weight >= 0, '>= 0'),
+                            ('weight_decay', self.weight_decay >= 0, '>= 0'), ('grad_clip', self.grad_clip >= 0, '>= 0 (0 = off)')):
             if not ok: raise ValueError(f"Config.{k}={getattr(self, k)} must be {want}")
         if self.max_pairs and self.train_fraction < 1:
             raise ValueError(f"Config.max_pairs={self.max_pairs} and train_fraction={self.train_fraction} both cut "

@@ -11,7 +11,8 @@ from .config import Config, ModelConfig
 from .files import atomic_write, read_json
 from .pairs import train_data_name
 from .model import count_params
-from .checkpoint import MODEL_FILES, check_folder, load_run, resolve_run, save_model
+from .checkpoint import (MODEL_FILES, check_folder, load_run, read_configs, refuse_other_settings, resolve_run,
+                                   save_model)
 
 # %% auto #0
 __all__ = ['GIT_URL', 'SET_NAMES', 'model_card', 'save_pretrained', 'from_pretrained', 'export_run', 'push_to_hub']
@@ -101,6 +102,9 @@ def save_pretrained(model: nn.Module, cfg: Config | None, folder, metrics: dict 
         raise ValueError("The model has no tokenizer to save: "
                          "set model.tokenizer = fourier_nb.data.load_tokenizer(cfg)")
     if isinstance(metrics, (str, Path)): metrics = read_json(metrics, 'metrics file')
+    if (Path(folder)/'config.json').exists():                      # never replace a model of other settings
+        mc, _ = read_configs(folder)
+        refuse_other_settings(Path(folder), Config(**mc.to_dict()), Config(**cfg.model.to_dict()), 'model')
     folder = save_model(folder, cfg, model, model.tokenizer)
     card = model_card(cfg, count_params(model), metrics, name or folder.name, count_params(model.embed))
     atomic_write(folder/'README.md', lambda tmp: Path(tmp).write_text(card))

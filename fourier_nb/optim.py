@@ -20,7 +20,7 @@ def lr_at(step: int, cfg: Config) -> float:
     "Learning rate for optimiser step `step` of a run's main phase: warm-up to cfg.lr, then linear decay to 0."
     return schedule(step, cfg.lr, cfg.warmup_steps, cfg.max_steps)
 
-def make_optimizer(cfg: Config, model, loss_fn, device, lr: float | None = None) -> torch.optim.AdamW:
+def make_optimizer(cfg: Config, model, objective, device, lr: float | None = None) -> torch.optim.AdamW:
     "AdamW with decay on >=2-d weights only; the token embedding in groups of its own at emb_lr/lr times the lr."
     lr = cfg.lr if lr is None else lr
     emb = {id(p) for p in model.embed.parameters()} if cfg.emb_lr is not None else set()
@@ -30,7 +30,7 @@ def make_optimizer(cfg: Config, model, loss_fn, device, lr: float | None = None)
                 dict(params=[p for p in params if id(p) in emb], lr_scale=(cfg.emb_lr or cfg.lr) / cfg.lr, **kw)]
     params = list(model.parameters())
     groups = (split([p for p in params if p.dim() >= 2], weight_decay=cfg.weight_decay)
-              + split([p for p in params if p.dim() < 2] + list(loss_fn.parameters()), weight_decay=0.0))
+              + split([p for p in params if p.dim() < 2] + list(objective.parameters()), weight_decay=0.0))
     groups = [g for g in groups if g['params'] or 'lr_scale' not in g]     # emb_lr=None: the two groups of before
     gpu = device.type == 'cuda'
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), fused=(cfg.fused_adam or cfg.cuda_graphs) and gpu,

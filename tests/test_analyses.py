@@ -3,9 +3,11 @@ import json, shutil, subprocess, sys
 from pathlib import Path
 import papermill as pm
 import pytest
+from conftest import run_blocked
 from fourier_nb.config import Config, repo_root
 from fourier_nb.data import cache_root, data_dir
-from fourier_nb.run import read_config_file, train_and_eval
+from fourier_nb.cli import read_config_file
+from fourier_nb.run import train_and_eval
 
 ROOT = repo_root(Path(__file__).parent)
 WIDGET = 'application/vnd.jupyter.widget-view+json'
@@ -115,13 +117,7 @@ def test_analysis_modules_need_only_torch_and_stdlib():
     "spectra and geometry import, and their pure functions run, with numpy, pandas, matplotlib & co. hidden."
     heavy = ['numpy', 'pandas', 'pyarrow', 'tokenizers', 'fastcore', 'matplotlib', 'seaborn', 'yaml', 'safetensors',
              'scipy', 'tqdm', 'papermill', 'ipywidgets']
-    code = f"""
-import sys, importlib.abc
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in {heavy!r}: raise ImportError('blocked ' + name)
-import torch            # torch may import numpy itself: block only what comes after it
-sys.meta_path.insert(0, Block())
+    code = """
 from fourier_nb.config import Config
 from fourier_nb.model import SentenceEncoder
 from fourier_nb.spectra import token_embeddings, id_spectrum, linear_weight, frequency_energy, singular_spectrum
@@ -129,5 +125,5 @@ from fourier_nb.geometry import anisotropy, effective_rank, uniformity, alignmen
 E = token_embeddings(SentenceEncoder(Config(d_model=16)), 500)
 print('ok', id_spectrum(E).shape[0], round(anisotropy(E), 3), delta_cosine(E, 4)[1].shape[0])
 """
-    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    r = run_blocked(code, heavy)
     assert r.stdout.startswith('ok 251'), r.stderr

@@ -1,6 +1,7 @@
 "The extra bases and the learned peers, seen from the model: Config -> SentenceEncoder and parameter counts."
 import subprocess, sys
 import pytest
+from conftest import run_blocked
 import torch
 from fourier_nb.config import Config
 from fourier_nb.fourier import FourierEmbedding, get_basis
@@ -14,19 +15,13 @@ MASK = IDS != 0
 def test_bases_module_needs_only_torch_and_stdlib():
     "A fresh interpreter with numpy & co. blocked finds the new bases through Config(basis=...) alone (lazy import)."
     code = """
-import sys, importlib.abc
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('numpy', 'pandas', 'fastcore', 'nbdev', 'matplotlib', 'scipy'): raise ImportError(name)
-import torch
-sys.meta_path.insert(0, Block())
 from fourier_nb.config import Config
 from fourier_nb.model import SentenceEncoder
 for b in ('chebyshev', 'rff', 'geometric', 'binary'): SentenceEncoder(Config(basis=b, d_model=32))(torch.tensor([[1, 2]]))
 for e in ('hash', 'factorized'): SentenceEncoder(Config(embedding=e, d_model=32))(torch.tensor([[1, 2]]))
 print('ok')
 """
-    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    r = run_blocked(code, ('numpy', 'pandas', 'fastcore', 'nbdev', 'matplotlib', 'scipy'))
     assert r.stdout.strip() == 'ok', r.stderr
 
 @pytest.mark.parametrize('basis', NEW_BASES)

@@ -7,15 +7,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fourier_nb.config import Config, repo_root
-from fourier_nb.data import cache_root, data_dir, load_nli_pairs, load_stsb, load_tokenizer, tiny_data
-from fourier_nb.cache import cached_nli, cached_stsb
+from fourier_nb.data import cache_root, data_dir, load_stsb, load_tokenizer
+from fourier_nb.pairs import load_train_pairs, nli_pairs, tiny_data
+from fourier_nb.cache import cached_pairs, cached_stsb
 
 @pytest.fixture
 def tiny(tmp_path):
     "A tiny data folder (real layout) and a cache beside it."
-    return Config(data_dir=str(tiny_data(tmp_path/'data')), nli_train='dev-mix', cache_dir=str(tmp_path/'cache'))
+    return Config(data_dir=str(tiny_data(tmp_path/'data')), train_data='dev-mix', cache_dir=str(tmp_path/'cache'))
 
-def nli_dirs(cfg): return sorted(d.name for d in cache_root(cfg).glob('nli-*'))
+def nli_dirs(cfg): return sorted(d.name for d in cache_root(cfg).glob('pairs-*'))
 
 
 # --- where the data lives ---------------------------------------------------------------------------------------------
@@ -36,13 +37,13 @@ def test_data_dir_resolution(monkeypatch, tmp_path):
 def test_train_files_that_appear_later_just_work(tiny):
     root = Path(tiny.data_dir)
     shutil.copy(root/'snli'/'validation.parquet', root/'snli'/'train.parquet')
-    with pytest.raises(FileNotFoundError, match='mnli/train.parquet'): load_nli_pairs(tiny.replace(nli_train='train'))
+    with pytest.raises(FileNotFoundError, match='mnli/train.parquet'): load_train_pairs(tiny.replace(train_data='nli-train'))
     shutil.copy(root/'mnli'/'validation_matched.parquet', root/'mnli'/'train.parquet')
-    cfg = tiny.replace(nli_train='train')
-    assert load_nli_pairs(cfg).attrs['counts'] == {'snli/train': 16, 'mnli/train': 16}
-    assert len(cached_nli(cfg)['anchor']) == 32
-    meta = json.loads(next(cache_root(cfg).glob('nli-*/meta.json')).read_text())
-    assert meta['train_data_name'] == 'SNLI+MNLI train' and meta['counts'] == {'snli/train': 16, 'mnli/train': 16}
+    cfg = tiny.replace(train_data='nli-train')
+    assert nli_pairs(cfg, 'nli-train').attrs['counts'] == {'snli/train': 16, 'mnli/train': 16}
+    assert len(cached_pairs(cfg)) == 32
+    meta = json.loads(next(cache_root(cfg).glob('pairs-*/meta.json')).read_text())
+    assert meta['train_data_name'] == 'SNLI+MNLI train' and meta['counts'] == {'nli-train': 32}
 
 def _nli_table(**cols):
     base = dict(premise=['p', 'p'], hypothesis=['h1', 'h2'], label=pa.array([0, 2], pa.int64()), pair_id=['1', '2'])
@@ -60,7 +61,7 @@ def _nli_table(**cols):
 def test_bad_nli_files(tiny, write, exc, words):
     path = Path(tiny.data_dir)/'mnli'/'validation_mismatched.parquet'
     write(path)
-    for f in (load_nli_pairs, cached_nli):
+    for f in (load_train_pairs, cached_pairs):
         with pytest.raises(exc) as e: f(tiny)
         for w in [str(path), *words]: assert w in str(e.value), (w, str(e.value))
 
@@ -79,51 +80,51 @@ def test_hard_negatives_pair_deterministically(tmp_path, tiny):
     path = Path(tiny.data_dir)/'snli'/'validation.parquet'
     pq.write_table(pa.table(dict(premise=[r[0] for r in rows], hypothesis=[r[1] for r in rows],
                                  label=pa.array([r[2] for r in rows], pa.int64()))), path)
-    t = load_nli_pairs(tiny.replace(hard_negatives=True))
-    assert t.attrs['counts']['snli/validation'] == 3
-    assert t.iloc[:3].values.tolist() == [['P', 'e0', 'c0'], ['P', 'e1', 'c1'], ['P', 'e2', 'c0']]   # i-th takes i mod c
+    t = load_train_pairs(tiny.replace(hard_negatives=True))
+    assert len(nli_pairs(tiny.replace(hard_negatives=True), 'dev-mix').query('anchor == "P"')) == 3
+    assert t.iloc[:3][['anchor', 'positive', 'negative']].values.tolist() == [['P', 'e0', 'c0'], ['P', 'e1', 'c1'], ['P', 'e2', 'c0']]   # i-th takes i mod c
 
 # --- token cache ------------------------------------------------------------------------------------------------------
 def test_cache_reuse_and_keys(tiny):
-    a = cached_nli(tiny)
+    a = cached_pairs(tiny).packs
     first = nli_dirs(tiny)
     mtime = (cache_root(tiny)/first[0]/'meta.json').stat().st_mtime_ns
-    cached_nli(tiny); cached_nli(tiny.replace(seed=5))                           # seed only matters when sampling
+    cached_pairs(tiny); cached_pairs(tiny.replace(seed=5))                       # the run's seed never changes the pairs
     assert nli_dirs(tiny) == first and (cache_root(tiny)/first[0]/'meta.json').stat().st_mtime_ns == mtime
-    for kw in (dict(max_len=8), dict(hard_negatives=True), dict(max_pairs=10), dict(max_pairs=10, seed=1)):
-        cached_nli(tiny.replace(**kw))
+    for kw in (dict(max_len=8), dict(hard_negatives=True), dict(max_pairs=10), dict(max_pairs=10, subset_seed=1)):
+        cached_pairs(tiny.replace(**kw))
     assert len(nli_dirs(tiny)) == 5
-    assert len(cached_nli(tiny.replace(max_len=8))['anchor'].ids) < len(a['anchor'].ids)
+    assert len(cached_pairs(tiny.replace(max_len=8)).packs['anchor'].ids) < len(a['anchor'].ids)
     path = Path(tiny.data_dir)/'snli'/'test.parquet'                                # new data: new key
     pq.write_table(pq.read_table(path).slice(0, 20), path)
-    assert len(cached_nli(tiny)['anchor']) == len(a['anchor']) - 8 and len(nli_dirs(tiny)) == 6
+    assert len(cached_pairs(tiny)) == len(a['anchor']) - 8 and len(nli_dirs(tiny)) == 6
 
 def test_cache_never_reads_partial_and_rebuilds_corrupt(tiny):
-    good = cached_nli(tiny)
+    good = cached_pairs(tiny).packs
     folder = cache_root(tiny)/nli_dirs(tiny)[0]
     ref = good['anchor'].ids.copy()
     shutil.rmtree(folder); folder.mkdir(); (folder/'anchor.ids.npy').write_bytes(b'partial')   # no meta.json: partial
     (cache_root(tiny)/'.tmp-junk').mkdir()
-    assert np.array_equal(cached_nli(tiny)['anchor'].ids, ref)
+    assert np.array_equal(cached_pairs(tiny).packs['anchor'].ids, ref)
     for damage in (lambda: (folder/'anchor.ids.npy').write_bytes(b'garbage'),
                    lambda: np.save(folder/'positive.offsets.npy', np.arange(3, dtype=np.int64)),
                    lambda: (folder/'meta.json').write_text(json.dumps({**json.loads((folder/'meta.json').read_text()), 'n': 1}))):
         damage()
-        with pytest.warns(UserWarning, match='corrupt'): again = cached_nli(tiny)
+        with pytest.warns(UserWarning, match='corrupt'): again = cached_pairs(tiny).packs
         assert np.array_equal(again['anchor'].ids, ref)
-    assert not any(p.name.startswith('.tmp-nli') for p in cache_root(tiny).iterdir())
+    assert not any(p.name.startswith('.tmp-pairs') for p in cache_root(tiny).iterdir())
 
 def test_cache_loads_with_numpy_and_torch_only(tiny):
-    cached_nli(tiny)
+    cached_pairs(tiny)
     folder = cache_root(tiny)/nli_dirs(tiny)[0]
     code = textwrap.dedent(f"""
         import sys
         for m in ('pandas', 'pyarrow', 'datasets', 'tokenizers'): sys.modules[m] = None   # importing them fails
-        from fourier_nb.data import Packed, pad_batch
+        from fourier_nb.data import Packed
         from fourier_nb.batches import PairBatches
         import fourier_nb.cache
         packs = {{k: Packed.load({str(folder)!r}, k) for k in ('anchor', 'positive')}}
-        ids, mask = PairBatches(packs, 8, seed=0).batch(3)['anchor']
+        ids, mask = PairBatches(packs, 8, seed=0).batch(3).parts['anchor']
         print(len(packs['anchor']), tuple(ids.shape)[0], mask.dtype)""")
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=repo_root())
     assert out.stdout.split() == ['64', '8', 'torch.bool'], out.stderr
@@ -143,6 +144,6 @@ def test_hub_path_mocked(tiny, monkeypatch):
     monkeypatch.setattr(tokenizers.Tokenizer, 'from_pretrained', staticmethod(lambda name: tokenizers.Tokenizer.from_file(tok_file)))
     hub = tiny.replace(data_source='hub')
     np.testing.assert_allclose(load_stsb(hub, 'train').score, load_stsb(tiny, 'train').score, rtol=1e-12)
-    assert load_nli_pairs(hub.replace(hard_negatives=True)).equals(load_nli_pairs(tiny.replace(hard_negatives=True)))
-    assert np.array_equal(cached_nli(hub)['anchor'].ids, cached_nli(tiny)['anchor'].ids)
+    assert load_train_pairs(hub.replace(hard_negatives=True)).equals(load_train_pairs(tiny.replace(hard_negatives=True)))
+    assert np.array_equal(cached_pairs(hub).packs['anchor'].ids, cached_pairs(tiny).packs['anchor'].ids)
     assert load_tokenizer(hub).encode('Hello world!').ids == [101, 7592, 2088, 999, 102]

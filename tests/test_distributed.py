@@ -2,7 +2,7 @@
 import json, os, subprocess, sys
 from pathlib import Path
 from fourier_nb.config import repo_root
-from fourier_nb.run import config_from_args
+from fourier_nb.cli import config_from_args
 from fourier_nb.train import Trainer
 
 ROOT = repo_root(Path(__file__).parent)
@@ -10,7 +10,7 @@ OV = 'max_steps=12,log_every=1,batch_size=32,max_pairs=640'
 
 def run(tmp_path, name, nproc=1, extra=''):
     cmd = ([sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}'] if nproc > 1
-           else [sys.executable]) + ['-m', 'fourier_nb.run', '--no-progress', '--config', 'configs/smoke.yaml',
+           else [sys.executable]) + ['-m', 'fourier_nb.cli', '--no-progress', '--config', 'configs/smoke.yaml',
                                      '--overrides', f'out_dir={tmp_path},run_name={name},{OV}{extra}']
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=os.environ | dict(OMP_NUM_THREADS='1'))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

@@ -1,6 +1,7 @@
 "Cross-notebook checks of the foundation: what the core modules import, what importing them leaves alone, id checks."
 import subprocess, sys
 import pytest
+from conftest import run_blocked
 import torch
 from fourier_nb.config import Config
 from fourier_nb.model import SentenceEncoder
@@ -10,18 +11,12 @@ HEAVY = ['numpy', 'pandas', 'pyarrow', 'tokenizers', 'fastcore', 'nbdev', 'matpl
 
 def test_core_modules_need_only_torch_and_stdlib():
     "fourier, model and config import with every third-party package but torch hidden (as on a bare GPU box)."
-    code = f"""
-import sys, importlib.abc
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in {HEAVY!r}: raise ImportError('blocked ' + name)
-import torch            # torch may import numpy itself: block only what comes after it
-sys.meta_path.insert(0, Block())
+    code = """
 import fourier_nb.config, fourier_nb.fourier, fourier_nb.model
 m = fourier_nb.model.SentenceEncoder(fourier_nb.config.Config(d_model=32))
 print('ok', m(torch.tensor([[101, 2000, 102]])).shape)
 """
-    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    r = run_blocked(code, HEAVY)
     assert r.stdout.startswith('ok'), r.stderr
 
 def test_import_changes_no_global_state():

@@ -9,7 +9,9 @@ from fourier_nb.config import Config, repo_root
 from fourier_nb.data import load_tokenizer
 from fourier_nb.model import SentenceEncoder
 from fourier_nb.checkpoint import MODEL_FILES, load_run
-from fourier_nb.run import config_from_args, train_and_eval
+from fourier_nb.cli import config_from_args
+from fourier_nb.run import train_and_eval
+from fourier_nb.pairs import train_data_name
 from fourier_nb.hub import export_run, from_pretrained, push_to_hub, save_pretrained
 
 ROOT = repo_root(Path(__file__).parent)
@@ -27,7 +29,8 @@ def tiny(tok, **kw) -> SentenceEncoder:
 
 @pytest.fixture
 def folder(tok, tmp_path):
-    return save_pretrained(tiny(tok, nli_train='dev-mix'), None, tmp_path/'tiny', metrics={'stsb-test_spearman': 12.3})
+    run = Config(run_name='tiny', d_model=32, n_heads=2, train_data='dev-mix')       # the run record travels along
+    return save_pretrained(tiny(tok), run, tmp_path/'tiny', metrics={'stsb-test_spearman': 12.3})
 
 @pytest.mark.parametrize('kw', [{}, dict(embedding='learned'), dict(id_order='random', n_layers=2)])
 def test_round_trip_gives_bit_identical_embeddings(tok, tmp_path, kw):
@@ -43,18 +46,21 @@ def test_card_front_matter(folder):
     card = (folder/'README.md').read_text()
     front = yaml.safe_load(card.split('---')[1])
     assert front['library_name'] == 'fourier_nb' and 'sentence-similarity' in front['tags']
-    assert front['train_data'] == Config(nli_train='dev-mix').train_data_name
+    assert front['train_data'] == train_data_name('dev-mix')
     assert front['model-index'][0]['results'][0]['metrics'][0]['value'] == 12.3
-    assert 'SNLI+MNLI train' not in card and "from_pretrained('path/to/tiny')" in card
+    assert 'SNLI+MNLI train' not in card.replace('not SNLI/MNLI train', '') and "from_pretrained('path/to/tiny')" in card
 
 def test_export_run_card_matches_metrics(tmp_path):
     cfg = config_from_args([ROOT/'configs/smoke.yaml']).replace(out_dir=str(tmp_path), run_name='r', d_model=32, max_steps=5)
     m = train_and_eval(cfg, progress=False)
     f = export_run(tmp_path/'r', tmp_path/'export')
     front = yaml.safe_load((f/'README.md').read_text().split('---')[1])
-    got = {(r['dataset']['split'], x['type']): x['value'] for r in front['model-index'][0]['results'] for x in r['metrics']}
-    assert got[('test', 'spearman_cosine')] == m['stsb-test_spearman'] and got[('dev', 'pearson_cosine')] == m['stsb-dev_pearson']
-    assert front['train_data'] == m['train_data'] and f"{m['params']:,}" in (f/'README.md').read_text()
+    got = {(r['dataset']['name'], r['dataset']['split'], x['type']): x['value']
+           for r in front['model-index'][0]['results'] for x in r['metrics']}
+    assert got[('STS-B', 'test', 'spearman_cosine')] == m['stsb-test_spearman']
+    assert got[('STS-B', 'validation', 'pearson_cosine')] == m['stsb-dev_pearson']
+    assert got[('SICK-R', 'test', 'spearman_cosine')] == m['sickr_spearman']
+    assert front['train_data'] == m['train_data_name'] and f"{m['params']:,}" in (f/'README.md').read_text()
     assert np.array_equal(from_pretrained(f).encode(S), load_run(tmp_path/'r')[1].encode(S))
     assert np.array_equal(from_pretrained(tmp_path/'r').encode(S), from_pretrained(f).encode(S))   # a run folder loads too
 
@@ -67,13 +73,13 @@ def test_missing_file_is_named(folder, name):
 def test_corrupt_safetensors_is_named(folder, cut):
     p = folder/'model.safetensors'
     p.write_bytes(cut(p.read_bytes()))
-    with pytest.raises(ValueError, match=r'model\.safetensors is corrupt or truncated'): from_pretrained(folder)
+    with pytest.raises(ValueError, match=r'model\.safetensors: corrupt or truncated'): from_pretrained(folder)
 
 @pytest.mark.parametrize('name,text,msg', [
-    ('config.json', '{"d_model": 32,', r'config\.json is corrupt: not valid JSON'),
-    ('config.json', '{"architectures": ["BertModel"]}', r'config\.json is not a fourier_nb config.*architectures'),
-    ('config.json', '{"d_model": "wide"}', r'config\.json is not a fourier_nb config.*d_model'),
-    ('tokenizer.json', '{"version": "1.0", ', r'tokenizer\.json is corrupt'),
+    ('config.json', '{"d_model": 32,', r'config\.json: not a valid fourier_nb config\.json'),
+    ('config.json', '{"architectures": ["BertModel"]}', r'config\.json: not a valid fourier_nb config.*architectures'),
+    ('config.json', '{"d_model": "wide"}', r'config\.json: not a valid fourier_nb config.*d_model'),
+    ('tokenizer.json', '{"version": "1.0", ', r'tokenizer\.json: not a valid JSON file'),
 ])
 def test_corrupt_json_is_named(folder, name, text, msg):
     (folder/name).write_text(text)
@@ -123,6 +129,6 @@ def test_push_to_hub_calls(monkeypatch, tok, folder):
     assert calls[0] == ('create', 'me/tiny-fourier', True, True, 't')
     assert calls[1][2] == sorted([*MODEL_FILES, 'README.md']) and "from_pretrained('me/tiny-fourier')" in calls[1][3]
     push_to_hub(folder, 'me/other')
-    assert calls[3][:3] == ('upload', 'me/other', sorted([*MODEL_FILES, 'README.md']))
+    assert calls[3][:3] == ('upload', 'me/other', sorted([*MODEL_FILES, 'README.md', 'config.yaml']))   # + the run record
     (folder/'tokenizer.json').unlink()
     with pytest.raises(FileNotFoundError, match='tokenizer.json is missing'): push_to_hub(folder, 'me/other')

@@ -7,16 +7,14 @@ are allowed only while they are listed in `PENDING`, with the change that remove
 import ast, json, os, re, subprocess, sys
 from pathlib import Path
 import pytest
+from conftest import run_blocked
 
 ROOT = Path(__file__).parents[1]
 PKG = ROOT/'fourier_nb'
 MODULES = sorted(p.stem for p in PKG.glob('*.py') if not p.stem.startswith('_'))
 
 # Lazy imports of a later notebook's module: (module, imported module) -> the edit that removes the edge.
-PENDING = {
-    ('spectra', 'run'): "ensure_smoke_run trains a missing smoke run with run.train_and_eval (07 reads runs that "
-                        "09_run makes)",
-}
+PENDING = {}
 # Modules that import a later module at module level: module -> the edit that fixes it (none left).
 LATE_AT_IMPORT = {}
 
@@ -130,15 +128,5 @@ def _late_through(m: str) -> str:
 def test_imports_with_every_later_module_blocked(module):
     "A fresh interpreter imports fourier_nb.<module> while every later notebook's module raises ImportError."
     blocked = [f'fourier_nb.{m}' for m in ORDER[ORDER.index(module) + 1:]]
-    code = f"""
-import importlib.abc, sys
-class Later(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name in {blocked!r}: raise ImportError(name + ' comes after {module} in the notebooks')
-sys.meta_path.insert(0, Later())
-import fourier_nb.{module}
-print('ok')
-"""
-    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT,
-                       env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    r = run_blocked(f"import fourier_nb.{module}\nprint('ok')", modules=blocked, reason=f'comes after {module} in the notebooks')
     assert r.stdout.strip() == 'ok', r.stderr[-2000:]

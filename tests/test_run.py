@@ -3,9 +3,12 @@ import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import numpy as np
 import pytest
+from conftest import run_blocked
 import torch
 from fourier_nb.config import Config, repo_root
-from fourier_nb.run import config_from_args, train_and_eval
+from fourier_nb.cli import config_from_args
+from fourier_nb.run import train_and_eval
+from fourier_nb.pairs import train_data_name
 from fourier_nb.train import Trainer, NonFiniteLoss
 from fourier_nb.checkpoint import load_run, read_tensors
 
@@ -18,21 +21,21 @@ def smoke(tmp_path, **kw) -> Config:
 def test_papermill_parameters_reach_metrics(tmp_path):
     "Fails if nbdev_clean stripped the `parameters` tag: the defaults cell would overwrite the injected values."
     pm = pytest.importorskip('papermill')
-    nb = json.loads((ROOT/'nbs/09_run.ipynb').read_text())
+    nb = json.loads((ROOT/'nbs/06_run.ipynb').read_text())
     assert sum('parameters' in c['metadata'].get('tags', []) for c in nb['cells']) == 1
-    pm.execute_notebook(str(ROOT/'nbs/09_run.ipynb'), str(tmp_path/'out.ipynb'), cwd=str(ROOT/'nbs'), progress_bar=False,
+    pm.execute_notebook(str(ROOT/'nbs/06_run.ipynb'), str(tmp_path/'out.ipynb'), cwd=str(ROOT/'nbs'), progress_bar=False,
                         parameters=dict(run_name='pm', out_dir=str(tmp_path), d_model=32, n_heads=2, max_steps=6))
     m = json.loads((tmp_path/'pm'/'metrics.json').read_text())
-    assert (m['d_model'], m['n_heads'], m['steps'], m['train_data']) == (32, 2, 6, Config(nli_train='dev-mix').train_data_name)
+    assert (m['d_model'], m['n_heads'], m['steps'], m['train_data_name']) == (32, 2, 6, train_data_name('dev-mix'))
 
 def test_papermill_wrong_type_names_the_field(tmp_path):
     pm = pytest.importorskip('papermill')
     with pytest.raises(pm.PapermillExecutionError, match=r'Config\.d_model'):
-        pm.execute_notebook(str(ROOT/'nbs/09_run.ipynb'), str(tmp_path/'out.ipynb'), cwd=str(ROOT/'nbs'),
+        pm.execute_notebook(str(ROOT/'nbs/06_run.ipynb'), str(tmp_path/'out.ipynb'), cwd=str(ROOT/'nbs'),
                             progress_bar=False, parameters=dict(run_name='bad', out_dir=str(tmp_path), d_model='big'))
 
 def _cli(*args, **kw):
-    return subprocess.Popen([sys.executable, '-m', 'fourier_nb.run', '--no-progress', *args], cwd=ROOT,
+    return subprocess.Popen([sys.executable, '-m', 'fourier_nb.cli', '--no-progress', *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 def test_cli_rejects_unknown_key_and_bad_value():
@@ -77,7 +80,7 @@ def test_second_run_with_the_same_name_fails_fast_naming_the_lock(tmp_path):
     first.communicate(timeout=120)
     assert second.returncode != 0
     assert f'{tmp_path/"twin"} is in use by another run (pid {first.pid} on host' in out and f'lock file {lock}' in out, out
-    assert out.strip().splitlines()[-1].startswith('RunLocked: ') and took < 60, (took, out)   # before any training
+    assert out.strip().splitlines()[-1].startswith('fnb_train: RunLocked: ') and took < 60, (took, out)   # before any training
     assert not lock.exists()                                          # the first released it on Ctrl-C
 
 def test_corrupt_checkpoint_is_named_and_kept(tmp_path):
@@ -109,18 +112,13 @@ def test_encode_and_load_run_refuses_mismatches(tmp_path):
     with pytest.raises(Exception, match='vocab|Vocab'): load_run(tmp_path/'e')
 
 def test_runs_without_nbdev_fastcore_papermill_or_datasets(tmp_path):
-    "python -m fourier_nb.run where nbdev, fastcore, papermill, execnb and datasets are missing (the GPU box)."
+    "python -m fourier_nb.cli where nbdev, fastcore, papermill, execnb and datasets are missing (the GPU box)."
     code = f"""
-import sys, importlib.abc, runpy
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('nbdev', 'fastcore', 'papermill', 'datasets', 'execnb'):   # absent on the GPU box
-            raise ImportError('blocked ' + name)
-sys.meta_path.insert(0, Block())
+import runpy
 sys.argv = ['x', '--config', 'configs/smoke.yaml', '--overrides', 'out_dir={tmp_path},run_name=bare,max_steps=4']
-runpy.run_module('fourier_nb.run', run_name='__main__')
+runpy.run_module('fourier_nb.cli', run_name='__main__')
 """
-    r = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    r = run_blocked(code, ('nbdev', 'fastcore', 'papermill', 'datasets', 'execnb'), reason='absent on the GPU box')
     assert (tmp_path/'bare'/'metrics.json').exists(), r.stdout + r.stderr
 
 # configs/smoke.yaml recorded 59.07 (seed 0) and 59.74 (seed 1) STS-B dev Spearman on 2026-11-25 (CPU, torch 2.13);
@@ -149,5 +147,5 @@ def test_select_on_dev_reports_the_best_dev_weights(tmp_path):
     assert set(evals) == {20, 40, 60}
     assert m['selected_step'] == max(evals, key=evals.get) and m['stsb-dev_spearman'] == max(evals.values())
     _, model = load_run(tmp_path/'sel')                                        # the saved weights are the selected ones
-    from fourier_nb.evaluate import stsb_metrics
-    assert stsb_metrics(model, cfg)['stsb-test_spearman'] == m['stsb-test_spearman']
+    from fourier_nb.evaluate import sts_scores
+    assert sts_scores(model, cfg, ('stsb-test',))['stsb-test_spearman'] == m['stsb-test_spearman']
