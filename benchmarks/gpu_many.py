@@ -2,7 +2,7 @@
 
 Each mode trains the configs (dev-mix, device='cuda', gpu_train.py's best row 'graphs') for --seconds after --warmup
 steps per model (graphs are captured there): sequential, one at a time; processes, a child process per config, all at
-once; stacks, a fourier_nb.stack.Stack per group check_stackable accepts, in turn; streams, eight Trainers in a process,
+once; stacks, a benchmarks/stack.py Stack per group check_stackable accepts, in turn; streams, eight Trainers in a process,
 each with its own graph pool, capture stream (so cuBLAS workspace) and replay stream, all captured before any replay, a
 step of each issued per round from one thread; mps, processes under the CUDA MPS daemon. --check: two models alone, then
 together on streams, from one start. Aggregate model-steps/s: models / sum(1 / rate) in turn, all steps / wall at once,
@@ -12,7 +12,7 @@ Every mode runs in child processes under a hard timeout and a faulthandler stack
     python benchmarks/gpu_many.py --check --full --total-s 500   # GPU: $OUT/gpu_many.json, else benchmarks/gpu_many.json
     python benchmarks/gpu_many.py --dry-run                      # CPU: every mode's plan, with tiny stand-in shapes
 """
-import argparse, contextlib, faulthandler, gc, itertools, json, os, shlex, shutil, subprocess, sys, tempfile, time, types
+import argparse, contextlib, faulthandler, gc, itertools, json, os, shlex, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 from unittest import mock
 import torch
@@ -20,9 +20,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT/'benchmarks')]
 from gpu_train import CONFIGS, PEAK_BF16, STYLES, flops_per_step   # noqa: E402  the single-model benchmark's terms
-from fourier_nb.run import config_from_args, train_and_eval          # noqa: E402
-from fourier_nb.train import Trainer, lr_at                          # noqa: E402
-from fourier_nb.stack import Stack, check_stackable                  # noqa: E402
+from fourier_nb.cli import config_from_args                          # noqa: E402
+from fourier_nb.run import train_and_eval                            # noqa: E402
+from fourier_nb.train import Trainer                                 # noqa: E402
+from stack import Stack, check_stackable                             # noqa: E402  benchmarks/stack.py
 from fourier_nb import fast                                          # noqa: E402
 
 MODES, STEPS, GPU = ('sequential', 'processes', 'stacks', 'streams', 'mps'), 122_700, torch.cuda.is_available()
@@ -30,26 +31,17 @@ NO_CUDA = ("gpu_many.py needs a CUDA GPU (torch.cuda.is_available() is False); r
            "benchmarks/gpu_session2.sh (carry .cache/tokens); `python benchmarks/gpu_many.py --dry-run` plans on a CPU")
 STAND_IN = {256: 32, 512: 64}                    # --dry-run: the d_model of each shape's tiny stand-in
 
-class FixedStep(fast.GraphedStep):
-    "GraphedStep whose step lrs are made at build: Trainer makes its GraphedStep before the optimiser fast.py reads."
-    def __init__(self, tr, ring: int = 64):
-        if bare := not hasattr(tr, 'opt'): tr.opt = types.SimpleNamespace(param_groups=[])
-        try: super().__init__(tr, ring)
-        finally: bare and delattr(tr, 'opt')
-    def build(self):
-        self.lrs = [torch.tensor(float(self.tr.cfg.lr), device=self.tr.device) for _ in self.tr.opt.param_groups]
-        super().build()
-class StreamStep(FixedStep):
-    "FixedStep with its own stream, graph pool and capture stream, captured and replayed on `stream`."
-    def __init__(self, tr, stream, pool, capture):
-        super().__init__(tr); self.stream, self.pool, self.capture = stream, pool, capture
+class StreamStep(fast.GraphedStep):
+    "A Trainer's GraphedStep with its own stream, graph pool and capture stream, captured and replayed on `stream`."
+    def __init__(self, tr, phase, stream, pool, capture):
+        super().__init__(tr, phase); self.stream, self.pool, self.capture = stream, pool, capture
     def build(self):
         self.stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(self.stream), mock.patch.object(torch.cuda, 'graph_pool_handle', lambda: self.pool), \
                 mock.patch.object(torch.cuda.graph, 'default_capture_stream', self.capture):
             super().build()
-    def __call__(self, step: int):
-        with torch.cuda.stream(self.stream): return super().__call__(step)
+    def __call__(self, phase, step: int):
+        with torch.cuda.stream(self.stream): return super().__call__(phase, step)
 
 def stream_plan(names, stream=None, capture=None, pool=None) -> list:
     "Each model's own stream, capture stream and graph pool (labels by default); refused if any two are shared."
@@ -61,7 +53,7 @@ def stream_plan(names, stream=None, capture=None, pool=None) -> list:
     return plan
 def configs(a, mode, full=False, names=None, extra='') -> list:
     "The Configs of `names` (default --only): dev-mix, the fast path, device cuda (--dry-run: tiny CPU stand-ins)."
-    ov = lambda n: (f"nli_train=dev-mix,run_name={n}-devmix,out_dir={Path(a.runs)/mode},pad_multiple=8,{STYLES['graphs']},"
+    ov = lambda n: (f"train_data=dev-mix,run_name={n}-devmix,out_dir={Path(a.runs)/mode},pad_multiple=8,{STYLES['graphs']},"
                     + (a.full_overrides if full else 'eval_every=0,ckpt_every=0') + extra + (',device=cuda' if not a.dry_run else
                     f",device=cpu,cuda_graphs=false,d_model={STAND_IN[int(n.rsplit('d', 1)[1])]}"))
     return [config_from_args([ROOT/'configs'/f'{n}.yaml'], ov(n)) for n in names or a.only]
@@ -96,15 +88,17 @@ def plan(a) -> dict:
 class Member:
     "One Trainer or Stack in training; step() issues its next optimiser step (on its own stream under StreamStep)."
     def __init__(self, obj, log_every: int = 0):
-        self.obj, self.log_every, self.log, self.graph = obj, log_every, [], getattr(obj, 'graph', None)
-        self.cfg, self.names = (obj.cfgs[0], [c.run_name for c in obj.cfgs]) if isinstance(obj, Stack) else (obj.cfg, [obj.cfg.run_name])
+        self.obj, self.log_every, self.log, self.stack = obj, log_every, [], isinstance(obj, Stack)
+        if not self.stack: obj.start(obj.phases[0])           # its AdamW (and graph); a no-op if streams_members did it
+        self.graph = getattr(obj, 'graph', None)
+        self.cfg, self.names = (obj.cfgs[0], [c.run_name for c in obj.cfgs]) if self.stack else (obj.cfg, [obj.cfg.run_name])
         self.ctx = (lambda: torch.cuda.stream(self.graph.stream)) if isinstance(self.graph, StreamStep) else contextlib.nullcontext
     def step(self):
         o = self.obj
         with self.ctx():                                       # the loss is read on the stream that wrote it
-            loss = self.graph(o.step) if self.graph else o.train_step(o.batch(o.step))
+            loss = o.train_step(o.batch(o.step)) if self.stack else o.one_step(o.phases[0])   # lr set, graph or eager
             o.step += 1
-            if self.log_every and o.step % self.log_every == 0: self.log.append((o.step, loss.clone(), o.loss_fn.tau.detach()))
+            if self.log_every and o.step % self.log_every == 0: self.log.append((o.step, loss.clone(), o.objective.tau.detach()))
 
 def drive(members, seconds=None, steps=None) -> float:
     "Round-robin from the host, a step of each member per round, until `seconds` or `steps` rounds or max_steps; wall s."
@@ -117,10 +111,12 @@ def drive(members, seconds=None, steps=None) -> float:
 def step_flops(obj, cfg, s: int) -> float:
     "Model FLOPs of step s of a Trainer (device batches) or a Stack (members padded to their longest), from host lengths."
     if isinstance(obj, Stack):                                 # each part at its longest across the members
-        ls = torch.tensor([t.batches._lens[:, t.batches.indices(s)].max(1).tolist() for t in obj.members]).max(0).values
+        bs = [t.phases[0].batches for t in obj.members]
+        ls = torch.tensor([b._lens[:, b.indices(s)].max(1).tolist() for b in bs]).max(0).values
         return obj.M * flops_per_step(cfg, cfg.batch_size, ls.tolist())
-    idx = obj.batches.host.indices(s)
-    return flops_per_step(cfg, len(idx), obj.batches.lengths(idx, joint=cfg.fuse_pairs))
+    b = obj.phases[0].batches
+    idx = b.indices(s)
+    return flops_per_step(cfg, len(idx), b.lengths(idx, joint=cfg.fuse_pairs))
 def model_flops(obj, cfg, s0: int, s1: int) -> float:
     "FLOPs of steps s0 .. s1-1, from a sample of up to 200 of them."
     ss = range(s0, s1, max(1, (s1 - s0) // 200))
@@ -154,7 +150,8 @@ def streams_members(cfgs, log_every=0, resume=False) -> tuple:
     makers = (lambda: torch.cuda.Stream(priority=-1), torch.cuda.Stream, torch.cuda.graph_pool_handle) if GPU else ()
     plan = stream_plan([c.run_name for c in cfgs], *makers)    # replay streams high priority: another pool of torch's
     for tr, p in zip(trs, plan):
-        if GPU: tr.graph = StreamStep(tr, p['stream'], p['pool'], p['capture']); tr.graph.build()
+        tr.start(tr.phases[0])                                 # AdamW (resumed: already started)
+        if GPU: tr.graph = StreamStep(tr, tr.phases[0], p['stream'], p['pool'], p['capture']); tr.graph.build()
     return [Member(tr, log_every) for tr in trs], [{k: str(getattr(v, 'cuda_stream', v)) for k, v in p.items()} for p in plan]
 
 def measure(mode, a) -> dict:
@@ -184,9 +181,10 @@ def full(mode, a, deadline) -> dict:
         t = time.time(); members = streams_members(g, log_every=g[0].log_every, resume=True)[0]; setup += time.time() - t
         s0, wall = [m.obj.step for m in members], drive(members, seconds=max(0.0, deadline - time.time()))
         for m, s in zip(members, s0):                          # a checkpoint each: the same command resumes them
-            tr = m.obj; tr.train_time += wall
-            tr.history += [dict(step=k, loss=round(l.item(), 5), tau=round(t.item(), 5), lr=lr_at(k - 1, tr.cfg)) for k, l, t in m.log]
-            tr.save(); ms.append(dict(run_name=tr.cfg.run_name, status='partial', step=tr.step, done=tr.step - s))
+            tr, ph = m.obj, m.obj.phases[0]; tr.train_time += wall   # history rows as Trainer.log writes them
+            tr.history += [dict(step=k, loss=round(l.item(), 5), tau=round(t.item(), 5), lr=ph.lr_at(k - 1), phase=ph.name)
+                           for k, l, t in m.log]
+            tr.save(ph); ms.append(dict(run_name=tr.cfg.run_name, status='partial', step=tr.step, done=tr.step - s))
         del members; gc.collect()
     if all(m['step'] >= c.max_steps for m, c in zip(ms, cfgs)): ms = [train_and_eval(c, progress=False) for c in cfgs]
     done, ok = sum(m.get('done', m.get('steps', 0)) for m in ms), all(m.get('status') == 'done' for m in ms)
@@ -235,7 +233,6 @@ def run_mode(a, mode, timeout, deadline=0.0) -> dict:
 def work(a):
     "The child side: one mode (or one process of processes/mps), its row written to --json."
     faulthandler.dump_traceback_later(a.hang_s, exit=True)    # a hang prints every thread's stack, then exits
-    fast.GraphedStep = FixedStep                              # what Trainer(cuda_graphs=True) builds
     try: r = full(a.worker[5:], a, a.deadline) | dict(mode=a.worker) if a.worker.startswith('full-') else measure(a.worker, a)
     except Exception as e:
         import traceback; traceback.print_exc(); r = dict(mode=a.worker, error=f'{type(e).__name__}: {e}')

@@ -18,9 +18,10 @@ command -v nvidia-cuda-mps-control >/dev/null || echo "nvidia-cuda-mps-control: 
 $PY -c "import torch, numpy, safetensors, yaml, tokenizers; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available())" || exit 2
 check_cache() { $PY - <<'PYEOF'
 from fourier_nb.config import Config
-from fourier_nb.cache import cached_nli, cached_stsb
-print('token cache:', len(cached_nli(Config(nli_train='dev-mix'))['anchor']), 'dev-mix pairs,',
-      ', '.join(f"STS-B {s} {len(cached_stsb(Config(), s)[2])}" for s in ('validation', 'test')))
+from fourier_nb.cache import cached_eval, cached_pairs
+from fourier_nb.data import EVAL_SETS
+print('token cache:', len(cached_pairs(Config(train_data='dev-mix'))), 'dev-mix pairs,',
+      ', '.join(f"{s} {len(cached_eval(Config(), s)[2])}" for s in EVAL_SETS))   # the sets train_and_eval scores
 PYEOF
 }
 check_cache 2>/dev/null || { echo "no token cache: building it from ${FNB_DATA_DIR:-../shared/data}"; FNB_CACHE_ONLY=0 check_cache; } || exit 2

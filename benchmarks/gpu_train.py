@@ -24,8 +24,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from fourier_nb.run import config_from_args                    # noqa: E402
-from fourier_nb.train import Trainer, lr_at                    # noqa: E402
+from fourier_nb.cli import config_from_args                    # noqa: E402
+from fourier_nb.train import Trainer                           # noqa: E402
+from fourier_nb.batches import PairBatches                     # noqa: E402
 from fourier_nb.model import count_params                      # noqa: E402
 
 CONFIGS = [f'table1-{e}-L{L}-d{d}' for L in (1, 2) for d in (256, 512) for e in ('fourier', 'learned')]
@@ -46,30 +47,33 @@ def flops_per_step(cfg, B: int, lengths: list) -> float:
     return 3 * sum(2 * B * T * dense + L * 4 * B * T * T * d for T in lengths)   # matmuls + attention scores/values
 
 def trainer(name, style, a, run_name=None, extra=''):
-    ov = (f"nli_train=dev-mix,device={a.device},out_dir={a.runs},run_name={run_name or f'{name}-{style}'},"
+    ov = (f"train_data=dev-mix,device={a.device},out_dir={a.runs},run_name={run_name or f'{name}-{style}'},"
           f"pad_multiple={a.pad_multiple},{STYLES[style]}{extra}")
     if a.device == 'cpu': ov = ov.replace('cuda_graphs=true', 'cuda_graphs=false')   # the CPU check skips graphs
     tr = Trainer(config_from_args([ROOT/'configs'/f'{name}.yaml'], ov), progress=False)
-    if style == 'released':
-        from fourier_nb.fast import DeviceBatches
-        tr.batches = DeviceBatches(tr.packs, tr.cfg.batch_size, tr.cfg.seed, False, 'cpu', pad_to=128)  # host, pad 128
+    ph = tr.phases[0]
+    if style == 'released':                                  # host batches, every sentence padded to 128
+        ph.batches = PairBatches(tr.data.packs, tr.cfg.batch_size, tr.cfg.seed, bucket=False, device='cpu',
+                                 pad_multiple=tr.cfg.max_len)
+    tr.start(ph)                                             # its AdamW (and, with cuda_graphs, its GraphedStep)
     return tr
 
 def released_step(tr, batch, scaler):
     "One step as the released code runs it: fp16 autocast, GradScaler, eager, inputs already padded to 128."
-    dev = tr.device
-    for g in tr.opt.param_groups: g['lr'] = lr_at(tr.step, tr.cfg)
+    dev, ph = tr.device, tr.phases[0]
+    tr.set_lr(ph, tr.step)
     with torch.autocast(dev.type, dtype=torch.float16, enabled=dev.type == 'cuda'):
-        vecs = [tr.model(ids.to(dev), m.to(dev)) for ids, m in batch.values()]
-    loss = tr.loss_fn(*vecs)
+        vecs = {k: tr.model(ids.to(dev), m.to(dev)) for k, (ids, m) in batch.parts.items()}
+    rows = batch.rows.to(dev)
+    loss = tr.objective(vecs, ph.terms, groups=ph.rows['groups'][rows] if 'groups' in ph.rows else None)
     tr.opt.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(tr.opt); scaler.update()
 
 def one_step(tr, style, scaler=None):
-    if style == 'released': released_step(tr, tr.batches.batch(tr.step), scaler)
-    elif tr.graph: tr.graph(tr.step)
-    else: tr.train_step(tr.batch(tr.step))
+    ph = tr.phases[0]
+    if style == 'released': released_step(tr, ph.batches.batch(tr.step), scaler)
+    else: tr.one_step(ph)                                    # the lr, then a graph replay or the eager step
     tr.step += 1
 
 def timed(tr, style, steps, warmup):
@@ -81,10 +85,11 @@ def timed(tr, style, steps, warmup):
     for _ in range(steps): one_step(tr, style, scaler)
     sync(dev); dt = time.perf_counter() - t0
     tok = flops = 0                                         # counted afterwards from the host-side lengths
+    b = tr.phases[0].batches
     for s in range(tr.step - steps, tr.step):
-        idx = tr.batches.host.indices(s)
-        tok += int(tr.batches.host._lens[:, idx].sum())
-        flops += flops_per_step(tr.cfg, len(idx), tr.batches.lengths(idx, joint=tr.cfg.fuse_pairs))
+        idx = b.indices(s)
+        tok += int(b._lens[:, idx].sum())
+        flops += flops_per_step(tr.cfg, len(idx), b.lengths(idx, joint=tr.cfg.fuse_pairs))
     return steps / dt, tok / dt, flops / dt
 
 def gpu_name(dev): return torch.cuda.get_device_name() if dev.type == 'cuda' else 'cpu'
@@ -110,10 +115,10 @@ def check_graphs(a) -> dict:
     "Same start, 40 steps eager vs 40 steps graphed (fp32, no dropout): the largest gap between the loss curves."
     curves = {}
     for g in (False, True):
-        ov = (f'nli_train=dev-mix,device=cuda,out_dir={a.runs},run_name=check-graphs{g},d_model=64,batch_size=32,lr=1e-3,'
+        ov = (f'train_data=dev-mix,device=cuda,out_dir={a.runs},run_name=check-graphs{g},d_model=64,batch_size=32,lr=1e-3,'
               f'warmup_steps=5,max_steps=40,log_every=1,bf16=false,device_data=true,fuse_pairs=true,cuda_graphs={g}')
         tr = Trainer(config_from_args([], ov), progress=False); tr.fit()
-        curves[g] = [h['loss'] for h in tr.history]
+        curves[g] = [h['loss'] for h in tr.history if 'loss' in h]
     return dict(check='graphs vs eager, 40 steps, fp32', max_abs_loss_diff=max(abs(x - y) for x, y in zip(*curves.values())),
                 loss_eager_last=curves[False][-1], loss_graphs_last=curves[True][-1])
 

@@ -1,4 +1,4 @@
-"""CPU throughput of stacked training: M same-shaped runs in one vmapped step (fourier_nb.stack) vs M single Trainers.
+"""CPU throughput of stacked training: M same-shaped runs in one vmapped step (benchmarks/stack.py) vs M single Trainers.
 
 For each model size (the grid's 1-layer d=128 encoder, and the depth-0 bag) and two kinds of stack (M runs that
 differ in seed; M runs at one seed that differ in lr), the runs are built twice, as M `Trainer`s and as one `Stack`.
@@ -11,46 +11,52 @@ order and pad nothing.
 
     python benchmarks/stack_cpu.py [--steps 40] [--members 3] [--threads 1]      # writes benchmarks/stack_cpu.json
 """
-import argparse, json, os, platform, tempfile, time
+import argparse, json, os, platform, sys, tempfile, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT/'benchmarks')]
 SIZES = [dict(name='L1 d128', n_layers=1, n_heads=1), dict(name='bag d128 (n_layers=0)', n_layers=0, n_heads=1)]
 VARIANTS = ('seeds', 'lr grid, one seed')
-COMMON = dict(nli_train='dev-mix', embedding='fourier', d_model=128, batch_size=64, lr=1e-3, warmup_steps=10,
+COMMON = dict(train_data='dev-mix', embedding='fourier', d_model=128, batch_size=64, lr=1e-3, warmup_steps=10,
               max_steps=100_000, device='cpu')
 
 def clock() -> tuple:
     "(wall, process CPU) seconds now."
     return time.perf_counter(), time.process_time()
 
-def bench(size: dict, variant: str, members: int, steps: int, warmup: int, threads: int, out_dir: str) -> dict:
+def bench(size: dict, variant: str, members: int, steps: int, warmup: int, threads: int, out_dir: str,
+          cache_dir: str = '') -> dict:
     "One row: S steps of M single Trainers in turn vs of one Stack of the same M runs."
     import torch
     from fourier_nb.config import Config
     from fourier_nb.train import Trainer
-    from fourier_nb.stack import Stack
+    from stack import Stack                                          # benchmarks/stack.py
     torch.set_num_threads(threads)
     spec = {k: v for k, v in size.items() if k != 'name'}
     vary = (lambda i: dict(seed=i)) if variant == 'seeds' else (lambda i: dict(lr=COMMON['lr'] * 2 ** i))
     cfgs = [Config.from_dict(COMMON | spec | vary(i) | dict(run_name=f"bench-{size['name'].split()[0]}-{i}",
-                                                             out_dir=out_dir)) for i in range(members)]
+                                                             out_dir=out_dir, cache_dir=cache_dir)) for i in range(members)]
     singles, st = [Trainer(c, progress=False) for c in cfgs], Stack(cfgs, progress=False)
+    for tr in singles: tr.start(tr.phases[0])
     single, stack = [0.0, 0.0], [0.0, 0.0]                          # (wall, CPU) seconds
     for s in range(warmup + steps):                                 # interleaved: a busy machine slows both alike
         t0 = clock()
-        for tr in singles: tr.train_step(tr.batch(s))
+        for tr in singles:
+            ph = tr.phases[0]; tr.step = s
+            tr.set_lr(ph, s); tr.step_body(ph, tr.batch(ph, s))
         t1 = clock()
-        st.train_step(st.batch(s))
+        st.step = s; st.train_step(st.batch(s))
         t2 = clock()
         if s >= warmup:
             for acc, a, b in ((single, t0, t1), (stack, t1, t2)): acc[0] += b[0] - a[0]; acc[1] += b[1] - a[1]
     (single_s, single_cpu), (stack_s, stack_cpu) = single, stack
-    lens = torch.tensor([[tr.batches.batch(s)['anchor'][0].shape[1] for tr in st.members]
+    bs = [tr.phases[0].batches for tr in st.members]
+    lens = torch.tensor([[b.lengths(b.indices(s))[0] for b in bs]
                          for s in range(warmup, warmup + steps)], dtype=torch.float64)   # (S, M) anchor lengths
     c0 = cfgs[0]
     return dict(model=dict(name=size['name'], embedding=c0.embedding, n_layers=c0.n_layers, d_model=c0.d_model,
-                           n_heads=c0.n_heads, batch_size=c0.batch_size, train_data=c0.nli_train),
+                           n_heads=c0.n_heads, batch_size=c0.batch_size, train_data=c0.train_data),
                 variant=variant, members=members, threads=threads, steps=steps, warmup_steps=warmup,
                 machine=platform.processor() or platform.machine(), cpu_count=os.cpu_count(), torch=torch.__version__,
                 single_steps_per_s=round(steps * members / single_s, 2),           # one run alone, mean over the M
@@ -69,12 +75,13 @@ def main():
     ap.add_argument('--members', type=int, default=3)
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--out', default=str(ROOT/'benchmarks'/'stack_cpu.json'))
+    ap.add_argument('--cache-dir', default='', help="the token cache ('': the repo's .cache/tokens)")
     a = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as out_dir:                  # nothing lands in runs/
         for size in SIZES:
             for variant in VARIANTS:
-                rows.append(bench(size, variant, a.members, a.steps, a.warmup, a.threads, out_dir))
+                rows.append(bench(size, variant, a.members, a.steps, a.warmup, a.threads, out_dir, a.cache_dir))
                 print(json.dumps(rows[-1]), flush=True)
     Path(a.out).write_text(json.dumps(dict(benchmark='stacked vs sequential training on CPU', hyper=COMMON, rows=rows),
                                       indent=1))

@@ -10,9 +10,9 @@ PY=${PY:-python3}
 mkdir -p runs
 for c in configs/table1-*.yaml; do
   name=$(basename "$c" .yaml)-devmix
-  $PY -m fourier_nb.run --no-progress --config "$c" \
-      --overrides "nli_train=dev-mix,run_name=$name,device_data=true,fuse_pairs=true,cuda_graphs=true,pad_multiple=8,time_limit_s=$LIMIT" \
+  $PY -m fourier_nb.cli --no-progress --config "$c" \
+      --overrides "train_data=dev-mix,run_name=$name,device_data=true,fuse_pairs=true,cuda_graphs=true,pad_multiple=8,time_limit_s=$LIMIT" \
       > "runs/$name.log" 2>&1 &
 done
 wait
-grep -h -E "stopped at step|STS-B dev" runs/table1-*-devmix.log
+grep -h -E "stopped at step|^table1-.*-devmix " runs/table1-*-devmix.log   # a partial run, or its row of the table

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_run.ipynb #bf07d8ea
 from __future__ import annotations
-import json, os, platform, subprocess, time
+import contextlib, json, os, platform, subprocess, time
 from contextlib import contextmanager
 from pathlib import Path
 import torch
@@ -31,10 +31,10 @@ def git_commit() -> str:
         return (head + ('+dirty' if dirty else '')) if head else 'unknown'
     except (OSError, subprocess.SubprocessError): return 'unknown'
 
-def train_and_eval(cfg: Config, progress: bool = True) -> dict:
+def train_and_eval(cfg: Config, progress: bool = True, locked: bool = False) -> dict:
     "Train (or resume) the run `cfg` describes, score it on STS-B dev and the seven STS tasks, write its folder."
-    out = run_dir(cfg)
-    with run_lock(out):                           # first of all: a second process with this run fails before any work
+    out = run_dir(cfg)                            # locked=True: the caller holds the run's lock (run_lock) already
+    with (contextlib.nullcontext() if locked else run_lock(out)):   # a second process with this run fails at once
         guard_run_folder(cfg)                     # then: a folder of other settings is never written into
         threads = torch.get_num_threads()
         if cfg.threads: torch.set_num_threads(cfg.threads)
