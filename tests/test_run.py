@@ -46,7 +46,7 @@ def test_cli_rejects_unknown_key_and_bad_value():
 def test_killed_run_resumes_to_the_same_result(tmp_path):
     "SIGKILL right after the first checkpoint, restart the same command: the same weights and scores as no kill."
     args = ['--config', 'configs/smoke.yaml', '--overrides', f'out_dir={tmp_path},max_steps=240,ckpt_every=10,log_every=10']
-    p = _cli(*args[:-1], args[-1] + ',run_name=straight'); p.communicate(timeout=300)
+    p = _cli(*args[:-1], args[-1] + ',run_name=straight'); p.communicate(timeout=900)
     p = _cli(*args[:-1], args[-1] + ',run_name=killed')
     ckpt = tmp_path/'killed'/'checkpoint.safetensors'
     while not ckpt.exists() and p.poll() is None: time.sleep(0.005)
@@ -54,7 +54,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     assert not (tmp_path/'killed'/'metrics.json').exists(), 'the run finished before it could be killed'
     step = read_tensors(ckpt)[1]['state']['step']
     assert 0 < step < 240
-    out, _ = _cli(*args[:-1], args[-1] + ',run_name=killed').communicate(timeout=300)
+    out, _ = _cli(*args[:-1], args[-1] + ',run_name=killed').communicate(timeout=900)
     a, b = (json.loads((tmp_path/n/'metrics.json').read_text()) for n in ('straight', 'killed'))
     assert b['resumed_from'] == step and a['resumed_from'] == 0
     for k in ('loss_final', 'tau_final', 'stsb-dev_spearman', 'stsb-test_spearman', 'stsb-test_pearson'): assert a[k] == b[k], k
