@@ -11,7 +11,7 @@ from .config import repo_root
 from .data import TEST_SETS
 
 # %% auto #0
-__all__ = ['COLS', 'results', 'pm', 'md', 'params', 'model_rows', 'mean_of']
+__all__ = ['COLS', 'results', 'pm', 'md', 'params', 'model_rows', 'mean_of', 'headline']
 
 # %% ../nbs/15_report.ipynb #b0af12ef
 def results(name: str) -> pd.DataFrame:
@@ -58,3 +58,40 @@ def mean_of(df: pd.DataFrame, col: str, **where) -> float:
     for k, v in where.items(): df = df[df[k] == v]
     if not len(df): raise ValueError(f"no rows with {where}")
     return round(float(df[col].mean()), 2)
+
+# %% ../nbs/15_report.ipynb #b227ad3a
+def _rows(name: str, pick: dict, data: str, key: str = 'model', **where) -> pd.DataFrame:
+    "model_rows of results/<name>.csv for the models of `pick` {key value: label}, in that order; none if absent."
+    try: df = results(name)
+    except FileNotFoundError: return pd.DataFrame()
+    for k, v in where.items(): df = df[df[k].fillna('') == v]          # a CSV reads '' back as NaN
+    df = df[df[key].isin(list(pick))]
+    if not len(df): return pd.DataFrame()
+    df = df.assign(**{key: pd.Categorical(df[key], list(pick), ordered=True)}).sort_values(key)
+    out = model_rows(df.assign(**{key: df[key].map(pick)}), '', key, data)
+    return out
+
+def headline() -> pd.DataFrame:
+    "Peers, then the kit's models on the dev-mix, on 611k pairs and from the teacher: one row each (mean ± std over seeds)."
+    peers = results('peers')
+    rows = [pd.DataFrame({'model': peers.model + ' (peer)', 'parameters': peers.params.map(params),
+                          'trained on': ['1B+ pairs, by its authors', 'distilled from MiniLM, no training'][:len(peers)],
+                          **{name: peers[c].map(lambda v: f'{v:.2f}') for c, name in COLS.items()}, 'seeds': '–'})]
+    rows.append(_rows('demo_runs', {'cpu-demo-bag': 'bag of 4,096 hashed vectors × 256 (`make demo`)',
+                                    'cpu-demo': "paper's Fourier encoder 1/256 (`make demo`)"}, 'dev-mix (13.6k pairs)'))
+    t = results('baselines_runs') if (repo_root()/'results'/'baselines_runs.csv').exists() else pd.DataFrame()
+    if len(t) and 'sts7_mean' in t:
+        t = t[t.run_name.str.startswith('bl-f-t-') & t.sts7_mean.notna()].assign(model=lambda d: d.run_name.str[5:-3])
+        rows.append(model_rows(t.assign(model=t.model.map({'t-learned': 'learned-table transformer 1/128',
+                                                           't-geometric': 'geometric-basis transformer 1/128',
+                                                           't-fourier': "paper's Fourier transformer 1/128"})),
+                               '', 'model', 'dev-mix (13.6k pairs)'))
+    rows.append(_rows('scaling_runs', {'b-hash4096': 'bag of 4,096 hashed vectors × 256',
+                                       't-learned': 'learned-table transformer 1/128',
+                                       't-fourier': "paper's Fourier transformer 1/128"},
+                      'dev-mix + all pairs/ (611k pairs)', arm='B'))
+    rows.append(_rows('distill_runs', {'bag': 'bag of 4,096 hashed vectors × 256, distilled',
+                                       'fourier-T': "paper's Fourier encoder 1/256, distilled",
+                                       'learned-T': 'learned-table transformer d=38, distilled'},
+                      'MiniLM vectors of 250k sentences', size='250k', loss='distill', variant=''))
+    return pd.concat([r for r in rows if len(r)], ignore_index=True)

@@ -51,7 +51,7 @@ def train_and_eval(cfg: Config, progress: bool = True, locked: bool = False) -> 
                            embedding_params=count_params(tr.model.embed), train_pairs=len(tr.data),
                            train_sentences=tr.data.meta['distinct_sentences'], train_time_s=round(tr.train_time, 2),
                            steps_per_s=round(tr.step / max(tr.train_time, 1e-9), 3),
-                           tau_final=round(tr.objective.tau.item(), 5),
+                           tau_final=next((h['tau'] for h in reversed(tr.history) if 'tau' in h), None),
                            loss_final=next((h['loss'] for h in reversed(tr.history) if 'loss' in h), None),
                            device_name=_device_name(tr.device), torch=torch.__version__, git_commit=git_commit())
             if 'distill' in cfg.loss: metrics |= _teacher_record(cfg)

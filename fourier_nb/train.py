@@ -155,10 +155,11 @@ class Trainer:
         "At a log step, the only host syncs: the NaN check on a GPU, the progress bar and one history row."
         if self._bad.item() >= 0: self._stop('nan or inf', self._bad.item(), self.step)   # GPU: checked here
         tau = self.objective.tau.item()
+        tau = round(tau, 5) if math.isfinite(tau) else None                # None: no InfoNCE term (strict JSON)
         bar.update(self.step - bar.n)
-        bar.set_postfix(loss=f'{loss.item():.3f}', tau=f'{tau:.4f}', steps_s=f'{self.step / max(self.train_time, 1e-9):.1f}')
-        self.history.append(dict(step=self.step, loss=round(loss.item(), 5), tau=round(tau, 5),
-                                 lr=phase.lr_at(self.step - 1), phase=phase.name))
+        bar.set_postfix(loss=f'{loss.item():.3f}', tau=tau, steps_s=f'{self.step / max(self.train_time, 1e-9):.1f}')
+        self.history.append(dict(step=self.step, loss=round(loss.item(), 5), tau=tau, lr=phase.lr_at(self.step - 1),
+                                 phase=phase.name))
 
     def evaluate(self) -> float:
         "STS-B dev Spearman x100 now (eval mode, then back to training)."
