@@ -111,22 +111,25 @@ def test_module_level_imports_follow_the_notebooks():
     late = {m: ts for m, ts in late.items() if ts}
     assert set(late) == set(LATE_AT_IMPORT), f"module-level imports of later modules: {late}"
 
-def _late_through(m: str) -> str:
-    "The LATE_AT_IMPORT module that m imports at module level (itself or through other modules), or ''."
-    seen, todo = set(), [m]
-    while todo:
-        x = todo.pop()
-        if x in seen: continue
-        seen.add(x)
-        if x in LATE_AT_IMPORT and any(later(m, t) for t, _, lazy in imports(x) if not lazy): return x
-        todo += [t for t, _, lazy in imports(x) if not lazy]
-    return ''
-
-@pytest.mark.parametrize('module', [pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=f"{_late_through(m)}: "
-                                                                            f"{LATE_AT_IMPORT[_late_through(m)]}"))
-                                    if _late_through(m) else m for m in ORDER])
-def test_imports_with_every_later_module_blocked(module):
-    "A fresh interpreter imports fourier_nb.<module> while every later notebook's module raises ImportError."
-    blocked = [f'fourier_nb.{m}' for m in ORDER[ORDER.index(module) + 1:]]
-    r = run_blocked(f"import fourier_nb.{module}\nprint('ok')", modules=blocked, reason=f'comes after {module} in the notebooks')
-    assert r.stdout.strip() == 'ok', r.stderr[-2000:]
+def test_imports_with_every_later_module_blocked():
+    "Each fourier_nb.<module> imports (its package modules purged first) while every later notebook's module fails."
+    code = f"""
+import importlib, importlib.abc, json, sys
+ORDER = {ORDER!r}
+class Later(importlib.abc.MetaPathFinder):
+    blocked = ()
+    def find_spec(self, name, path=None, target=None):
+        if name in self.blocked: raise ImportError(name + ' comes after ' + self.current + ' in the notebooks')
+finder = Later(); sys.meta_path.insert(0, finder)
+out = {{}}
+for i, m in enumerate(ORDER):
+    for k in [k for k in sys.modules if k == 'fourier_nb' or k.startswith('fourier_nb.')]: del sys.modules[k]
+    finder.current, finder.blocked = m, tuple('fourier_nb.' + x for x in ORDER[i + 1:])
+    try: importlib.import_module('fourier_nb.' + m); out[m] = 'ok'
+    except Exception as e: out[m] = f'{{type(e).__name__}}: {{e}}'
+print(json.dumps(out))
+"""
+    r = run_blocked(code)
+    assert r.returncode == 0, r.stderr[-2000:]
+    bad = {m: v for m, v in json.loads(r.stdout.strip().splitlines()[-1]).items() if v != 'ok'}
+    assert not bad, bad
