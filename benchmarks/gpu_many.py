@@ -56,7 +56,8 @@ def configs(a, mode, full=False, names=None, extra='') -> list:
     ov = lambda n: (f"train_data=dev-mix,run_name={n}-devmix,out_dir={Path(a.runs)/mode},pad_multiple=8,{STYLES['graphs']},"
                     + (a.full_overrides if full else 'eval_every=0,ckpt_every=0') + extra + (',device=cuda' if not a.dry_run else
                     f",device=cpu,cuda_graphs=false,d_model={STAND_IN[int(n.rsplit('d', 1)[1])]}"))
-    return [config_from_args([ROOT/'configs'/f'{n}.yaml'], ov(n)) for n in names or a.only]
+    last = lambda s: ','.join(f'{k}={v}' for k, v in dict(x.split('=', 1) for x in s.split(',') if x).items())   # later wins
+    return [config_from_args([ROOT/'configs'/f'{n}.yaml'], last(ov(n))) for n in names or a.only]
 
 def stack_groups(cfgs) -> tuple:
     "One stack per shape (fourier and learned together) if check_stackable allows it, else one per config; (groups, why)."

@@ -8,7 +8,7 @@ import hashlib, json, os, shutil, time, warnings
 from pathlib import Path
 import numpy as np
 from .config import DATA_FIELDS, Config
-from .files import atomic_folder, atomic_write, guard, read_json
+from .files import FileProblem, atomic_folder, atomic_write, guard, read_json, sweep_temps
 from .data import (EVAL_SETS, FIX, STSB_COLS, STSB_SPLITS, Packed, cache_root, data_dir, load_eval_set,
                              load_stsb, load_tokenizer, tokenizer_json)
 from .pairs import NLI_SETS, load_train_pairs, parse_train_data, source_files, train_data_name
@@ -75,9 +75,6 @@ def _tokenize_parts(cfg: Config, texts: dict, progress: bool) -> tuple:
 def _build(cfg: Config, folder: Path, make, data: dict, progress: bool):
     "Write the cache folder atomically (`files.atomic_folder`): `make()`'s texts, tokenized, then meta.json last."
     js = tokenizer_json(cfg)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    for old in folder.parent.glob('.tmp-*'):                       # left by a killed build more than a day ago
-        if time.time() - old.stat().st_mtime > 86400: shutil.rmtree(old, ignore_errors=True)
     def fill(tmp: Path):
         t0 = time.time()
         texts, arrays, meta = make()   # {name: list[str]}, {name: ndarray}, extra meta
@@ -100,6 +97,7 @@ def _build(cfg: Config, folder: Path, make, data: dict, progress: bool):
 def _cached(cfg: Config, kind: str, split, make, progress: bool = False) -> tuple:
     "Load the cache folder of these settings; build it when absent or corrupt; cache-only fallback when data is absent."
     root, stem = cache_root(cfg), _stem(cfg, kind, split)
+    if root.is_dir(): sweep_temps(root, folders=True)              # left by killed builds and copies
     try:
         if os.environ.get('FNB_CACHE_ONLY', '') not in ('', '0'): raise FileNotFoundError('FNB_CACHE_ONLY is set')
         data = _data_ids(cfg, kind, split)
@@ -107,7 +105,10 @@ def _cached(cfg: Config, kind: str, split, make, progress: bool = False) -> tupl
         found = sorted(root.glob(f'{stem}-*/meta.json'), key=lambda m: m.stat().st_mtime)
         if not found: raise FileNotFoundError(f"{e}; and no token cache for these settings in {root}") from e
         warnings.warn(f"{e}: using the token cache {found[-1].parent} (its data files cannot be checked)")
-        return _load_folder(found[-1].parent)
+        try: return _load_folder(found[-1].parent)
+        except (OSError, ValueError, EOFError, KeyError) as e2:
+            raise FileProblem(found[-1].parent, f"a corrupt token cache ({type(e2).__name__}: {e2})", "Delete it, "
+                              "then run where the data files are (FNB_DATA_DIR) to build it again") from e2
     folder = root/f'{stem}-{_h(data)[:12]}'
     if (folder/'meta.json').exists():
         try: return _load_folder(folder)
@@ -126,7 +127,8 @@ class TrainData:
     def __len__(self): return len(self.group)
     def sentences(self) -> list:
         "The distinct sentences, in the order `sid` indexes (read on demand: large for big mixes)."
-        return json.loads((self.folder/'sentences.json').read_text())
+        with guard(self.folder/'sentences.json', what='token cache file', fix=f'Delete {self.folder} to rebuild it'):
+            return json.loads((self.folder/'sentences.json').read_text())
 
 def cached_pairs(cfg: Config, progress: bool = False) -> TrainData:
     "The training pairs cfg.train_data names (cut and grouped as `pairs.load_train_pairs`), tokenized, from the cache."

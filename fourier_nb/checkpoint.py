@@ -8,15 +8,15 @@ import errno, json, random
 from pathlib import Path
 import torch
 from .config import Config, ModelConfig, migrate, repo_root, run_dir
-from .files import FileProblem, atomic_write, guard, read_json, write_json
+from .files import FileProblem, atomic_write, guard, read_json, sweep_temps, write_json
 from .data import tokenizer_from_file
 from .pairs import train_data_name
 from .model import SentenceEncoder
 
 # %% auto #0
-__all__ = ['MODEL_FILES', 'write_tensors', 'read_tensors', 'save_checkpoint', 'load_checkpoint', 'set_rng', 'RunMismatch',
-           'refuse_other_settings', 'load_weights', 'save_model', 'read_configs', 'resolve_run', 'load_run',
-           'check_folder', 'finished_runs', 'run_meta', 'run_caption', 'guard_run_folder']
+__all__ = ['MODEL_FILES', 'write_tensors', 'read_tensors', 'save_checkpoint', 'load_checkpoint', 'set_rng', 'recorded_config',
+           'RunMismatch', 'refuse_other_settings', 'load_weights', 'save_model', 'read_configs', 'resolve_run',
+           'load_run', 'check_folder', 'finished_runs', 'run_meta', 'run_caption', 'guard_run_folder']
 
 # %% ../nbs/04b_checkpoint.ipynb #b7dffd05
 def write_tensors(path, tensors: dict, meta: dict | None = None):
@@ -64,7 +64,7 @@ def save_checkpoint(path, cfg: Config, model, objective, opt, state: dict):
 def load_checkpoint(path, cfg: Config, model, objective, opt) -> dict:
     "Restore a `save_checkpoint` file into model, loss and optimiser; return its `state` dict."
     t, meta = read_tensors(path)
-    refuse_other_settings(Path(path).parent, Config.from_dict(meta['config']), cfg, what=Path(path).name)
+    refuse_other_settings(Path(path).parent, recorded_config(path, meta.get('config')), cfg, what=Path(path).name)
     load_weights(model, {k[6:]: v for k, v in t.items() if k.startswith('model.')}, path)
     objective.load_state_dict({k[5:]: v for k, v in t.items() if k.startswith('loss.')})
     state = {}
@@ -82,16 +82,22 @@ def set_rng(t: dict, py_rng):
     if 'rng.cuda' in t and torch.cuda.is_available(): torch.cuda.set_rng_state(t['rng.cuda'])
     random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in py_rng))   # JSON made tuples lists
 
+def recorded_config(path, d, fields_only: bool = False) -> Config:
+    "The Config a file records (a checkpoint's header; a metrics.json, whose other keys `fields_only` drops)."
+    with guard(path, what='record of a run', fix=f"Delete {path} (or its folder) to start over"):
+        if not isinstance(d, dict): raise ValueError(f"it records no config (found {type(d).__name__})")
+        return Config.from_dict({k: v for k, v in migrate(d).items() if not fields_only or k in Config.names()})
+
 class RunMismatch(ValueError):
     "A run folder holds a run with other settings: writing into it would lose that run."
 
-def refuse_other_settings(folder: Path, old: Config, new: Config, what: str = 'run'):
+def refuse_other_settings(folder: Path, old: Config, new: Config, what: str = 'run', fix: str = 'Use another run_name'):
     "Raise RunMismatch naming the folder, every differing field and the fix, when `old` and `new` differ in results."
     diff = old.differences(new)
     if diff:
         raise RunMismatch(f"{folder} holds a {what} written with other settings: "
                           + ', '.join(f'{k}: folder {a!r} vs now {b!r}' for k, (a, b) in diff.items())
-                          + f". Nothing was changed. Use another run_name, or delete {folder} to start over.")
+                          + f". Nothing was changed. {fix}, or delete {folder} to start over.")
 
 def load_weights(model, sd: dict, source='weights'):
     "load_state_dict with an error that names missing, unexpected and mis-shaped tensors."
@@ -113,6 +119,7 @@ def _yaml(d: dict) -> str:
 def save_model(folder, cfg: ModelConfig, model, tokenizer=None) -> Path:
     "Write config.json (the model's arguments), model.safetensors, config.yaml (a run's record) and tokenizer.json."
     folder = Path(folder)
+    if folder.is_dir(): sweep_temps(folder)                       # left by a killed save
     mc = cfg.model.to_dict()
     atomic_write(folder/'config.json', lambda tmp: Path(tmp).write_text(json.dumps(mc, indent=1)))
     write_tensors(folder/'model.safetensors', model.state_dict(), dict(config=mc))
@@ -154,9 +161,10 @@ def load_run(path_or_name, device='cpu'):
         raise FileNotFoundError(f"{folder/'config.json'} is missing: not a finished run or model folder")
     mc, run = read_configs(folder)
     sd, meta = read_tensors(folder/'model.safetensors')
-    if 'config' in meta and _model_part(meta['config']).differences(mc):
-        raise ValueError(f"{folder}: config.json and model.safetensors disagree on "
-                         f"{sorted(_model_part(meta['config']).differences(mc))}")
+    if 'config' in meta:
+        with guard(folder/'model.safetensors', what='model file header', fix='Restore the folder from a good copy'):
+            diff = sorted(_model_part(meta['config']).differences(mc))
+        if diff: raise ValueError(f"{folder}: config.json and model.safetensors disagree on {diff}")
     model = SentenceEncoder(mc)
     load_weights(model, sd, folder/'model.safetensors')
     model.tokenizer = _run_tokenizer(folder, run or mc)
@@ -199,7 +207,11 @@ def finished_runs(root=None) -> list:
 def run_meta(name) -> dict:
     "A run's metrics.json (config fields, scores, `train_data_name`); for an unscored run, its config and data name."
     folder = resolve_run(name)
-    if (folder/'metrics.json').exists(): return migrate(read_json(folder/'metrics.json', 'metrics file'))
+    if (folder/'metrics.json').exists():
+        m = migrate(read_json(folder/'metrics.json', 'metrics file'))
+        if gone := [k for k in ('embedding', 'n_layers', 'd_model') if k not in m]:
+            raise FileProblem(folder/'metrics.json', f"lacks {gone}: not a metrics file of fnb_train", 'Run it again')
+        return {'train_data_name': 'not recorded'} | m
     mc, run = read_configs(folder)
     return (run or mc).to_dict() | dict(train_data_name=train_data_name(run.train_data) if run else 'unknown')
 
@@ -218,18 +230,17 @@ def run_caption(*names) -> str:
 # %% ../nbs/04b_checkpoint.ipynb #85edbbff
 def guard_run_folder(cfg: Config) -> Path:
     "Refuse (RunMismatch) to write `cfg`'s run into a folder that holds a run of other settings; sweep stale temps."
-    from fourier_nb.files import sweep_temps
     folder = run_dir(cfg)
     if not folder.exists(): return folder
     if not folder.is_dir(): raise FileProblem(folder, "is a file, not a run folder", "Use another run_name")
     for sub in (folder, folder/'finetuned'):
         if sub.is_dir(): sweep_temps(sub)
-    ckpt = folder/'checkpoint.safetensors'
-    if ckpt.exists():
-        refuse_other_settings(folder, Config.from_dict(read_tensors(ckpt, meta_only=True)[1]['config']), cfg,
-                              'partial or finished run')
-    elif (folder/'config.json').exists():
-        mc, run = read_configs(folder)
-        if run is not None: refuse_other_settings(folder, run, cfg, 'finished run')
-        else: refuse_other_settings(folder, Config(**mc.to_dict()), Config(**cfg.model.to_dict()), 'model')
+    ckpt, metrics, mc, run, what = folder/'checkpoint.safetensors', folder/'metrics.json', None, None, 'finished run'
+    if ckpt.exists():                                       # the records of a run, in order of authority
+        run, what = recorded_config(ckpt, read_tensors(ckpt, True)[1].get('config')), 'partial or finished run'
+    elif (folder/'config.json').exists(): mc, run = read_configs(folder)
+    if run is None and metrics.exists():                    # the checkpoint and config.yaml deleted to save space
+        run, what = recorded_config(metrics, read_json(metrics, 'metrics file'), True), 'finished run (metrics.json)'
+    if run is not None: refuse_other_settings(folder, run, cfg, what)
+    elif mc is not None: refuse_other_settings(folder, Config(**mc.to_dict()), Config(**cfg.model.to_dict()), 'model')
     return folder

@@ -7,11 +7,11 @@ from __future__ import annotations
 import argparse, itertools, os, re, subprocess, sys, time
 from pathlib import Path
 import torch
-from .config import Config, repo_root, run_dir
-from .files import FileProblem, read_json
+from .config import Config, pick_device, repo_root, run_dir
+from .files import FileProblem, guard, read_json
 from .checkpoint import RunMismatch, guard_run_folder
+from .pairs import check_data
 from .train import NonFiniteLoss
-from .pairs import parse_train_data
 from .run import RunLocked, train_and_eval
 
 # %% auto #0
@@ -25,9 +25,16 @@ def read_config_file(path) -> dict:
     if not path.is_file() and (repo_root()/path).is_file(): path = repo_root()/path
     if not path.is_file(): raise FileNotFoundError(f"No config file {path}; see configs/ for the provided ones")
     import yaml
-    try: d = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e: raise ValueError(f"{path} is not valid YAML: {e}") from None
-    if not isinstance(d, dict): raise ValueError(f"{path} must hold a mapping of Config fields, got {type(d).__name__}")
+    def mapping(loader, node, deep=False):                     # a key given twice is an error, not "the last wins"
+        keys = [str(loader.construct_object(k, deep=deep)) for k, _ in node.value]
+        if dup := sorted({k for k in keys if keys.count(k) > 1}): raise ValueError(f"the keys {dup} appear twice")
+        return loader.construct_mapping(node, deep)
+    loader = type('Loader', (yaml.SafeLoader,), {})
+    loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    with guard(path, what='YAML config file', fix='Fix it (configs/ holds examples)'):
+        try: d = yaml.load(path.read_text(), loader) or {}
+        except yaml.YAMLError as e: raise ValueError(' '.join(str(e).split())) from None   # one line
+        if not isinstance(d, dict): raise ValueError(f"holds a {type(d).__name__}, not a mapping of Config fields")
     return d
 
 def parse_overrides(s: str) -> dict:
@@ -35,8 +42,9 @@ def parse_overrides(s: str) -> dict:
     out = {}
     for item in filter(None, (x.strip() for x in (s or '').split(','))):
         if '=' not in item: raise ValueError(f"--overrides: {item!r} is not of the form key=value")
-        k, v = item.split('=', 1)
-        out[k.strip()] = v.strip()
+        k, v = (x.strip() for x in item.split('=', 1))
+        if k in out: raise ValueError(f"--overrides: {k!r} is given twice ({out[k]!r} and {v!r}); keep one")
+        out[k] = v
     return out
 
 def config_from_args(configs=(), overrides: str = '') -> Config:
@@ -44,7 +52,11 @@ def config_from_args(configs=(), overrides: str = '') -> Config:
     d = {}
     for c in configs: d |= read_config_file(c)
     cfg = Config.from_dict(d | parse_overrides(overrides))
-    parse_train_data(cfg.train_data)                             # a misspelt source fails here, before anything runs
+    check_data(cfg)                                              # a misspelt source fails here, before anything runs
+    from fourier_nb.teacher import TEACHERS                      # a misspelt teacher fails here, before anything runs
+    if ('distill' in cfg.loss or cfg.table_init == 'teacher') and cfg.teacher not in TEACHERS \
+            and not Path(cfg.teacher).expanduser().is_dir():
+        raise ValueError(f"Config.teacher={cfg.teacher!r}: not a folder and not one of {sorted(TEACHERS)}")
     return cfg
 
 # %% ../nbs/06a_cli.ipynb #c352116b
@@ -63,8 +75,11 @@ def parse_grid(specs) -> dict:
         for item in filter(None, (x.strip() for x in (spec or '').split(','))):
             k, sep, vals = item.partition('=')
             if not sep or not vals.strip(): raise ValueError(f"--grid: axis {item!r} is not of the form key=v1|v2")
-            if k.strip() in ('seed', 'run_name'): raise ValueError(f"--grid: axis {k.strip()!r}: use --seeds for seeds")
-            axes[k.strip()] = [v.strip() for v in vals.split('|')]
+            k, vals = k.strip(), [v.strip() for v in vals.split('|')]
+            if k in ('seed', 'run_name'): raise ValueError(f"--grid: axis {k!r}: use --seeds for seeds")
+            if k in axes: raise ValueError(f"--grid: axis {k!r} is given twice; list its values once: {k}=v1|v2")
+            if len(set(vals)) < len(vals): raise ValueError(f"--grid: axis {k!r} lists a value twice: {'|'.join(vals)}")
+            axes[k] = vals
     return axes
 
 def grid_configs(cfg: Config, seeds=(), grid='') -> list:
@@ -75,6 +90,11 @@ def grid_configs(cfg: Config, seeds=(), grid='') -> list:
         for s in list(seeds) or [cfg.seed]:
             name = '-'.join([cfg.run_name, *(re.sub(r'[^\w.+-]', '_', f'{k}{v}') for k, v in cell.items()), f's{s}'])
             out.append(cfg.replace(**cell, seed=s, run_name=name))
+    same = lambda c: tuple(v for k, v in c.to_dict().items() if k != 'run_name')
+    for i, c in enumerate(out):                                # two cells, one folder or one result: refused
+        if d := next((o for o in out[:i] if o.run_name == c.run_name or same(o) == same(c)), None):
+            what = "one run folder" if d.run_name == c.run_name else "the same settings"
+            raise ValueError(f"--grid: the cells {d.run_name!r} and {c.run_name!r} are {what}; give other values")
     return out
 
 # %% ../nbs/06a_cli.ipynb #edb59a6a
@@ -83,8 +103,21 @@ def _runs_root(out_dir) -> Path:
 
 def launch_runs(runs: dict, parallel: int = 2, out_dir='runs', threads: int = 1) -> list:
     "Train every run of {run_name: {field: value}} without a metrics.json, `parallel` fnb_train processes at a time."
+    return _launch(runs, parallel, out_dir, threads)[0]
+
+def _launch(runs: dict, parallel: int, out_dir, threads: int) -> tuple:
+    "launch_runs: (the runs started, those that failed)."
+    if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in (parallel, threads)):
+        raise ValueError(f"launch_runs: parallel={parallel!r} and threads={threads!r} must be ints >= 1")
+    if not isinstance(runs, dict) or not all(isinstance(f, dict) for f in runs.values()):
+        raise TypeError("launch_runs: runs must be a dict {run_name: {field: value}}")
     root = _runs_root(out_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    with guard(root, reading=False): root.mkdir(parents=True, exist_ok=True)
+    for n, f in runs.items():                                  # where a run goes is launch_runs' to say, not silently
+        moved = [k for k, ok in (('run_name', f.get('run_name', n) == n), ('out_dir', 'out_dir' not in f or
+                 _runs_root(f['out_dir']).resolve() == root.resolve())) if not ok]
+        if moved: raise ValueError(f"launch_runs: run {n!r} sets {moved}, which launch_runs sets (the key of `runs`, "
+                                   f"out_dir={str(out_dir)!r}); drop them, or pass out_dir=")
     fields = {n: runs[n] | dict(run_name=n, out_dir=str(root), threads=threads) for n in runs}
     for name, f in fields.items():                             # before any process starts: every value checked,
         bad = [k for k, v in f.items() if ',' in str(v) or '=' in str(v)]
@@ -95,7 +128,7 @@ def launch_runs(runs: dict, parallel: int = 2, out_dir='runs', threads: int = 1)
     procs = []
     for i, name in enumerate(todo):
         while sum(p.poll() is None for _, p, _ in procs) >= parallel: time.sleep(0.5)
-        log = open(root/f'{name}.log', 'a')                   # a refused duplicate never wipes a log
+        with guard(root/f'{name}.log', reading=False): log = open(root/f'{name}.log', 'a')   # never wiped
         cmd = [sys.executable, '-m', 'fourier_nb.cli', '--no-progress', '--overrides',
                ','.join(f'{k}={v}' for k, v in fields[name].items())]
         procs.append((name, subprocess.Popen(cmd, cwd=repo_root(), stdout=log, stderr=subprocess.STDOUT,
@@ -106,12 +139,12 @@ def launch_runs(runs: dict, parallel: int = 2, out_dir='runs', threads: int = 1)
         if p.wait(): failed.append(name)
         log.close()
     if failed: print(f"launch_runs: {len(failed)} run(s) failed: {failed}; see {root}/<run_name>.log", flush=True)
-    return todo
+    return todo, failed
 
 def _metrics(path: Path) -> dict:
     m = read_json(path, 'metrics file', 'Delete it and run that run again (it resumes from its checkpoint)')
-    if 'run_name' not in m: raise FileProblem(path, "holds no run_name: not a metrics file of fnb_train",
-                                              'Delete it and run that run again')
+    if gone := [k for k in ('run_name', 'embedding', 'n_layers', 'd_model', 'params', 'train_time_s') if k not in m]:
+        raise FileProblem(path, f"lacks {gone}: not a metrics file of fnb_train", 'Delete it and run that run again')
     return m
 
 def read_metrics(names, out_dir='runs') -> list:
@@ -150,7 +183,7 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='fnb_train', description="Train and score runs of fourier_nb, or compare them.")
     ap.add_argument('--config', action='append', default=[], help='YAML file of Config fields (repeatable)')
     ap.add_argument('--overrides', default='', help='comma-separated key=value Config fields, e.g. "seed=1,lr=1e-3"')
-    ap.add_argument('--seeds', default='', help='a run per seed, e.g. "0,1,2" (names end in -s<seed>)')
+    ap.add_argument('--seeds', default=None, help='a run per seed, e.g. "0,1,2" (names end in -s<seed>)')
     ap.add_argument('--grid', action='append', default=[], help='"key=v1|v2[,key2=...]": a run per cell (repeatable)')
     ap.add_argument('--parallel', type=int, default=1, help='with --seeds/--grid: runs at a time, as processes')
     ap.add_argument('--table', nargs='+', metavar='RUN', help='print finished runs (names under runs/ or folders)')
@@ -167,22 +200,40 @@ def main(argv=None) -> list:
         try: return compare_table(a.table)
         except FIXABLE as e: ap.exit(1, f"fnb_train: {e}\n")
     if a.parallel < 1: ap.error(f"--parallel {a.parallel}: must be >= 1")
+    grid = a.seeds is not None or bool(a.grid)
+    if a.parallel > 1 and not grid: ap.error(f"--parallel {a.parallel}: runs a grid at a time; add --seeds or --grid")
     try:
         cfg = config_from_args(a.config, a.overrides)
-        cfgs = grid_configs(cfg, parse_seeds(a.seeds) if a.seeds else [], a.grid) if a.seeds or a.grid else [cfg]
-    except (ValueError, TypeError, FileNotFoundError) as e: ap.error(str(e))
+        cfgs = grid_configs(cfg, parse_seeds(a.seeds) if a.seeds is not None else [], a.grid) if grid else [cfg]
+        for c in cfgs: pick_device(c)                              # device=cuda on a machine without one: now
+    except (ValueError, TypeError, RuntimeError, ImportError, FileNotFoundError) as e: ap.error(str(e))
+    failed, left, why = [], [], 'above'
     try:
+        for c in cfgs: guard_run_folder(c)                          # every folder checked before any run starts
         if len(cfgs) > 1 and a.parallel > 1:
-            launch_runs({c.run_name: {k: v for k, v in c.to_dict().items() if v != getattr(Config(), k)}
-                         for c in cfgs}, a.parallel, cfg.out_dir, cfg.threads or 1)
+            _, failed = _launch({c.run_name: {k: v for k, v in c.to_dict().items() if v != getattr(Config(), k)}
+                                 for c in cfgs}, a.parallel, cfg.out_dir, cfg.threads or 1)
             ms = read_metrics([c.run_name for c in cfgs], cfg.out_dir)
-        else: ms = [train_and_eval(c, progress=not a.no_progress) for c in cfgs]
+            why = 'at the end of ' + ', '.join(str(_runs_root(cfg.out_dir)/f'{n}.log') for n in failed)
+            left = [c.run_name for c in cfgs if c.run_name not in {m['run_name'] for m in ms} | set(failed)]
+        else:
+            ms = []
+            for c in cfgs:                                          # a failed run of a grid: the next one goes on
+                try: ms.append(train_and_eval(c, progress=not a.no_progress))
+                except FIXABLE as e:
+                    if len(cfgs) == 1: raise
+                    print(f"fnb_train: {c.run_name}: {type(e).__name__}: {e}", flush=True); failed.append(c.run_name)
+                    continue
+                if ms[-1].get('status') == 'partial': left.append(c.run_name)
     except FIXABLE as e: ap.exit(1, f"fnb_train: {type(e).__name__}: {e}\n")    # the message alone, no traceback
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
     done = [m for m in ms if m.get('status') == 'done']
-    if done: print_table(done); print(f"\nwrote {', '.join(str(run_dir(c)) for c in cfgs)}")
+    names = {m['run_name'] for m in done}
+    if done: print_table(done); print(f"\nwrote {', '.join(str(run_dir(c)) for c in cfgs if c.run_name in names)}")
+    if left: print(f"fnb_train: {', '.join(left)} stopped before the end (time_limit_s); run again to resume")
+    if failed: ap.exit(1, f"fnb_train: {len(failed)} of {len(cfgs)} runs failed: {', '.join(failed)}; why is {why}\n")
     return ms
 
 def fnb_train():

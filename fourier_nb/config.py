@@ -4,98 +4,23 @@
 
 # %% ../nbs/00_config.ipynb #1abfbacc
 from __future__ import annotations
-import dataclasses, difflib, json, random, typing
-from dataclasses import dataclass, field, fields
+import random
+from dataclasses import dataclass, fields
 from pathlib import Path
 import torch
+from .checked import Fields, choice, data, runtime
 
 # %% auto #0
-__all__ = ['LEARNED_TABLES', 'PEER_EMBEDDINGS', 'RUNTIME_FIELDS', 'DATA_FIELDS', 'choice', 'runtime', 'data', 'ModelConfig',
-           'Config', 'migrate', 'repo_root', 'run_dir', 'set_seed', 'pick_device']
+__all__ = ['LEARNED_TABLES', 'PEER_EMBEDDINGS', 'RUNTIME_FIELDS', 'DATA_FIELDS', 'ModelConfig', 'Config', 'migrate', 'repo_root',
+           'run_dir', 'set_seed', 'pick_device']
 
 # %% ../nbs/00_config.ipynb #b10332f2
-def choice(*values, **meta):
-    "A field whose value must be one of `values`; the first is the default."
-    return field(default=values[0], metadata=dict(meta, choices=values))
-
-def runtime(default, **meta):
-    "A field about how a run executes, not what it computes: resuming with another value is allowed."
-    return field(default=default, metadata=dict(meta, runtime=True))
-
-def data(default):
-    "A field that changes the training pairs: the token cache is keyed by it."
-    return field(default=default, metadata=dict(data=True))
-
 LEARNED_TABLES = ('learned', 'hash', 'factorized')   # embeddings learned per id (the paper's dropout 0.1)
 PEER_EMBEDDINGS = LEARNED_TABLES[1:]                  # the small-budget tables of `tables`
 
-def _coerce(owner: str, name: str, v, want):
-    "Turn `v` into the annotated type `want` where that loses nothing; raise a TypeError naming the field otherwise."
-    optional = type(None) in typing.get_args(want)                                        # `float | None`
-    if optional and (v is None or isinstance(v, str) and v.strip().lower() in ('none', 'null', '')): return None
-    want = next(t for t in (typing.get_args(want) or [want]) if t is not type(None))
-    if want is bool and isinstance(v, str) and v.strip().lower() in ('true', '1', 'yes', 'false', '0', 'no'):
-        return v.strip().lower() in ('true', '1', 'yes')
-    if want is bool and isinstance(v, int) and not isinstance(v, bool) and v in (0, 1): return bool(v)
-    try:
-        if want is float and isinstance(v, (int, str)) and not isinstance(v, bool): return float(v)
-        if want is int and isinstance(v, str): return int(v.strip())
-        if want is int and isinstance(v, float) and v.is_integer(): return int(v)
-    except ValueError: pass
-    if want is str and isinstance(v, Path): return str(v)
-    if isinstance(v, want) and not (want is not bool and isinstance(v, bool)): return v
-    raise TypeError(f"{owner}.{name}={v!r} ({type(v).__name__}): expected {want.__name__}. "
-                    f"Fix the value in your config file, papermill -p or --overrides.")
-
-# %% ../nbs/00_config.ipynb #4c47bd90
+# %% ../nbs/00_config.ipynb #a7883365
 @dataclass
-class _Fields:
-    "Coercion, choices, `from_dict` with suggestions, `replace`, `differences`: shared by ModelConfig and Config."
-    def __post_init__(self):
-        hints = typing.get_type_hints(type(self))
-        for f in fields(self):
-            v = _coerce(type(self).__name__, f.name, getattr(self, f.name), hints[f.name])
-            if 'choices' in f.metadata and v not in f.metadata['choices']:
-                raise ValueError(f"{type(self).__name__}.{f.name}={v!r}: expected one of {f.metadata['choices']}")
-            setattr(self, f.name, v)
-        self.check()
-
-    def check(self): pass
-
-    @classmethod
-    def names(cls) -> list: return [f.name for f in fields(cls)]
-
-    @classmethod
-    def from_dict(cls, d: dict) -> '_Fields':
-        "Build from a dict (old records migrated); an unknown key raises a ValueError that suggests the closest field."
-        d, names = migrate(d), cls.names()
-        for k in d:
-            if k not in names:
-                near = difflib.get_close_matches(k, names, n=1)
-                raise ValueError(f"Unknown {cls.__name__} key {k!r}" + (f"; did you mean {near[0]!r}?" if near else '')
-                                 + f" Valid keys: {', '.join(names)}")
-        return cls(**d)
-
-    @classmethod
-    def from_ns(cls, ns: dict) -> '_Fields':
-        "Take this class's fields from a namespace, such as a notebook's `globals()`; other names are ignored."
-        return cls(**{k: ns[k] for k in cls.names() if k in ns})
-
-    def replace(self, **kw) -> '_Fields':
-        "A copy with some fields changed (checked like `from_dict`)."
-        return self.from_dict({**self.to_dict(), **kw})
-
-    def differences(self, other) -> dict:
-        "Fields that differ from `other` and change the result (runtime fields such as device are ignored)."
-        return {f.name: (getattr(self, f.name), getattr(other, f.name)) for f in fields(self)
-                if not f.metadata.get('runtime') and getattr(self, f.name) != getattr(other, f.name)}
-
-    def to_dict(self) -> dict: return dataclasses.asdict(self)
-    def to_json(self) -> str: return json.dumps(self.to_dict(), indent=1)
-
-# %% ../nbs/00_config.ipynb #66767316
-@dataclass
-class ModelConfig(_Fields):
+class ModelConfig(Fields):
     "The arguments that rebuild a model. The defaults are the paper's 1-layer, d=256 Fourier encoder (Table 1, row 1)."
     embedding: str = choice('fourier', 'learned', 'hash', 'factorized')   # computed from the id, or a learned table
     basis: str = 'fourier'          # fixed basis T(p) of a computed embedding; see `fourier.BASES`
@@ -129,6 +54,9 @@ class ModelConfig(_Fields):
             raise ValueError(f"{n}.d_model/n_heads = {self.d_model // self.n_heads}: RoPE needs an even head width")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ValueError(f"{n}.dropout={self.dropout} must be in [0, 1), or None for the paper's choice")
+
+    @staticmethod
+    def upgrade(d: dict) -> dict: return migrate(d)
 
     @property
     def dropout_p(self) -> float:
@@ -208,15 +136,20 @@ class Config(ModelConfig):
         for k in ('batch_size', 'max_steps', 'eval_batch_size', 'log_every', 'pad_multiple', 'finetune_batch_size',
                   'finetune_eval_every'):
             if getattr(self, k) < 1: raise ValueError(f"Config.{k}={getattr(self, k)} must be >= 1")
-        for k in ('eval_every', 'ckpt_every', 'max_pairs', 'warmup_steps', 'finetune_steps', 'infonce_steps', 'threads'):
-            if getattr(self, k) < 0: raise ValueError(f"Config.{k}={getattr(self, k)} must be >= 0 (0 = off)")
+        for k in ('eval_every', 'ckpt_every', 'max_pairs', 'warmup_steps', 'finetune_steps', 'infonce_steps', 'threads',
+                  'seed', 'subset_seed'):
+            if getattr(self, k) < 0:
+                raise ValueError(f"Config.{k}={getattr(self, k)} must be >= 0" + ('' if 'seed' in k else ' (0 = off)'))
         for k, ok, want in (('train_fraction', 0 < self.train_fraction <= 1, 'in (0, 1]'),
                             ('emb_lr', self.emb_lr is None or self.emb_lr > 0, '> 0, or None for the same as lr'),
                             ('lr', self.lr > 0, '> 0'), ('time_limit_s', self.time_limit_s >= 0, '>= 0 (0 = none)'),
                             ('finetune_lr', self.finetune_lr > 0, '> 0'), ('tau_init', 0 < self.tau_init <= 1, 'in (0, 1]'),
                             ('distill_weight', self.distill_weight >= 0, '>= 0'),
-                            ('weight_decay', self.weight_decay >= 0, '>= 0'), ('grad_clip', self.grad_clip >= 0, '>= 0 (0 = off)')):
-            if not ok: raise ValueError(f"Config.{k}={getattr(self, k)} must be {want}")
+                            ('weight_decay', self.weight_decay >= 0, '>= 0'), ('grad_clip', self.grad_clip >= 0, '>= 0 (0 = off)'),
+                            ('table_init', self.table_init == 'random' or self.embedding in LEARNED_TABLES,
+                             f"'random' for embedding={self.embedding!r} (it has no table to start)"),
+                            ('out_dir', self.out_dir.strip() != '', "the name of a folder (default 'runs')")):
+            if not ok: raise ValueError(f"Config.{k}={getattr(self, k)!r} must be {want}")
         if self.max_pairs and self.train_fraction < 1:
             raise ValueError(f"Config.max_pairs={self.max_pairs} and train_fraction={self.train_fraction} both cut "
                              "the pairs: set one of them")
@@ -227,9 +160,10 @@ class Config(ModelConfig):
             raise ValueError("Config.cuda_graphs=True needs device_data=True (batches gathered inside the graph) and "
                              "compile=False (one or the other captures the step)")
         name = self.run_name
-        if not name or name in ('.', '..') or '/' in name or '\\' in name or name.startswith('.'):
+        if (not name or name in ('.', '..') or '/' in name or '\\' in name or name.startswith('.') or len(name) > 200
+                or name != name.strip() or not name.isprintable()):
             raise ValueError(f"Config.run_name={name!r} must name one folder inside out_dir: no '/', no leading '.', "
-                             "not empty")
+                             "not empty, at most 200 printable characters, no space at either end")
 
     def run_settings(self) -> dict:
         "The fields that are not the model's: how this run trains, scores and executes."
@@ -242,12 +176,15 @@ DATA_FIELDS = frozenset(f.name for f in fields(Config) if f.metadata.get('data')
 def migrate(d: dict) -> dict:
     "A config dict of today from one written by any earlier version of the kit (a copy; today's dicts pass unchanged)."
     d = dict(d)
+    def num(k):                                                        # 'None', '' (a string): left to Config
+        try: return float(d[k])
+        except (KeyError, TypeError, ValueError): return None
     if 'nli_train' in d:
         old = d.pop('nli_train')
         d.setdefault('train_data', {'train': 'nli-train'}.get(old, old))
         d.setdefault('mask_groups', False)                    # every row of a batch was a negative then
-    if d.get('dropout') is not None and float(d['dropout']) < 0: d['dropout'] = None
-    if 'emb_lr' in d and d['emb_lr'] is not None and float(d['emb_lr']) == 0: d['emb_lr'] = None
+    if (num('dropout') or 0) < 0: d['dropout'] = None
+    if num('emb_lr') == 0: d['emb_lr'] = None
     return d
 
 # %% ../nbs/00_config.ipynb #e034c3b9

@@ -12,7 +12,7 @@ from .config import Config, repo_root
 from .files import FileProblem, guard
 
 # %% auto #0
-__all__ = ['STSB_COLS', 'STSB_SPLITS', 'HUB', 'FIX', 'EVAL_SETS', 'TEST_SETS', 'EVAL_PAIRS', 'data_dir', 'cache_root',
+__all__ = ['STSB_COLS', 'STSB_SPLITS', 'HUB', 'FIX_FILE', 'FIX', 'EVAL_SETS', 'TEST_SETS', 'EVAL_PAIRS', 'data_dir', 'cache_root',
            'tokenizer_from_file', 'tokenizer_path', 'load_tokenizer', 'tokenizer_json', 'read_parquet', 'check_columns',
            'hub_frame', 'load_stsb', 'load_eval_set', 'Packed', 'gather_padded']
 
@@ -21,6 +21,7 @@ STSB_COLS = ('sentence1', 'sentence2', 'score')
 STSB_SPLITS = ('train', 'validation', 'test')
 HUB = dict(snli='stanfordnlp/snli', mnli='nyu-mll/multi_nli', stsb='sentence-transformers/stsb',
            tokenizer='bert-base-uncased')
+FIX_FILE = "Copy it again from the source (see PROVENANCE.md in the data folder)"
 FIX = ("set FNB_DATA_DIR or Config.data_dir to the folder holding snli/ mnli/ stsb/ sts/ sick/ pairs/ tokenizer/ "
        "(see shared/data/PROVENANCE.md), or use Config(data_source='hub') (online)")
 
@@ -86,10 +87,23 @@ def read_parquet(path: Path, cols) -> 'pd.DataFrame':
     return t.select(list(cols)).to_pandas()
 
 def check_columns(where, names: list, n: int, cols):
-    "Raise a ValueError naming `where` when columns are missing or there are no rows."
+    "Raise a FileProblem naming `where` when columns are missing or there are no rows."
     missing = [c for c in cols if c not in names]
-    if missing: raise ValueError(f"{where} lacks the columns {missing}: expected {list(cols)}, found {names}")
-    if n == 0: raise ValueError(f"{where} is an empty split (0 rows): copy it again or pick another split")
+    if missing: raise FileProblem(where, f"lacks the columns {missing}: expected {list(cols)}, found {names}", FIX_FILE)
+    if n == 0: raise FileProblem(where, "is an empty split (0 rows)", FIX_FILE + ", or pick another split")
+
+def _scored(df: 'pd.DataFrame', where) -> 'pd.DataFrame':
+    "df with float64 gold scores in [0, 5] and a str in both sentences of each pair; else a FileProblem naming `where`."
+    import pandas as pd
+    score = pd.to_numeric(df.score, errors='coerce').astype('float64')
+    bad = ~score.between(0, 5)
+    if bad.any():
+        raise FileProblem(where, f"{int(bad.sum())} gold scores are not numbers or lie outside [0, 5] (the first: "
+                                 f"{df.score[bad].tolist()[0]!r})", FIX_FILE)
+    bad = ~(df.sentence1.map(type).eq(str) & df.sentence2.map(type).eq(str))
+    if bad.any(): raise FileProblem(where, f"{int(bad.sum())} pairs lack a sentence (the first: row {bad.idxmax()})",
+                                    FIX_FILE)
+    return df.assign(score=score)
 
 def hub_frame(name: str, split: str, cols) -> 'pd.DataFrame':
     "Columns `cols` of a hub split (needs the network or its local cache), with the same checks as a local file."
@@ -105,10 +119,9 @@ def load_stsb(cfg: Config, split: str) -> 'pd.DataFrame':
     if cfg.data_source == 'hub':
         df = hub_frame(HUB['stsb'], split, STSB_COLS)
         df['score'] = df.score.astype('float64') * 5   # sentence-transformers/stsb has score in [0, 1]: back to 0-5
-    else: df = read_parquet(data_dir(cfg)/'stsb'/f'{split}.parquet', STSB_COLS)
-    df['score'] = df.score.astype('float64')
-    if not df.score.between(0, 5).all(): raise ValueError(f"STS-B {split}: scores outside [0, 5]")
-    return df
+        return _scored(df, f"{HUB['stsb']}[{split}]")
+    where = data_dir(cfg)/'stsb'/f'{split}.parquet'
+    return _scored(read_parquet(where, STSB_COLS), where)
 
 # %% ../nbs/02_data.ipynb #dd6a7ec2
 EVAL_SETS = ('stsb-dev', 'sts12', 'sts13', 'sts14', 'sts15', 'sts16', 'stsb-test', 'sickr')
@@ -120,6 +133,7 @@ def load_eval_set(cfg: Config, name: str) -> 'pd.DataFrame':
     if name not in EVAL_SETS: raise ValueError(f"Evaluation set {name!r}: expected one of {EVAL_SETS}")
     if name.startswith('stsb-'): return load_stsb(cfg, {'stsb-dev': 'validation', 'stsb-test': 'test'}[name])
     hub_name = f"mteb/{'sickr' if name == 'sickr' else name}-sts"
+    path = f'{hub_name}[test]' if cfg.data_source == 'hub' else data_dir(cfg)/'sts'/f'{name}.parquet'
     if cfg.data_source == 'hub': df = hub_frame(hub_name, 'test', STSB_COLS)
     elif name == 'sickr':
         path = data_dir(cfg)/'sick'/'sick.parquet'
@@ -127,11 +141,8 @@ def load_eval_set(cfg: Config, name: str) -> 'pd.DataFrame':
         df = df[df.split == 'TEST'].rename(columns=dict(sentence_A='sentence1', sentence_B='sentence2',
                                                         relatedness_score='score'))[list(STSB_COLS)]
         if not len(df): raise FileProblem(path, "no rows of split TEST", "Copy SICK again (all splits)")
-    else: df = read_parquet(data_dir(cfg)/'sts'/f'{name}.parquet', STSB_COLS)
-    df = df[df.score.notna()].reset_index(drop=True)              # pairs that were never officially scored
-    df['score'] = df.score.astype('float64')
-    if not df.score.between(0, 5).all(): raise ValueError(f"{name}: gold scores outside [0, 5]")
-    return df
+    else: df = read_parquet(path, STSB_COLS)
+    return _scored(df[df.score.notna()].reset_index(drop=True), path)   # unscored pairs were never officially scored
 
 # %% ../nbs/02_data.ipynb #269aa361
 class Packed:

@@ -57,11 +57,20 @@ def _index(items, key) -> tuple:
 
 def sts_scores(encoder, cfg: Config | None = None, sets=EVAL_SETS, batch_size: int | None = None) -> dict:
     "Spearman/Pearson x100 of cosine on each evaluation set (and sts7_mean): a kit encoder, or any object with encode."
-    cfg = cfg or Config()
+    kit, sets = isinstance(encoder, SentenceEncoder), [sets] if isinstance(sets, str) else list(sets)
+    if not kit and not callable(getattr(encoder, 'encode', None)):
+        raise TypeError(f"sts_scores: encoder is a {type(encoder).__name__}: pass a kit encoder or an object with encode")
+    if cfg is None or not isinstance(cfg, Config):                  # None, or a ModelConfig (model.cfg): the model's own
+        cfg = Config(**(cfg or getattr(encoder, 'cfg', None) or Config()).to_dict()) if kit or cfg else Config()
+    if kit and (cfg.max_len, cfg.vocab_size) != (encoder.cfg.max_len, encoder.cfg.vocab_size):
+        raise ValueError(f"sts_scores: cfg tokenizes with max_len={cfg.max_len}, vocab_size={cfg.vocab_size} but the "
+                         f"model has {encoder.cfg.max_len}, {encoder.cfg.vocab_size}: pass the run's Config (or None)")
     bad = [s for s in sets if s not in EVAL_SETS]
-    if bad: raise ValueError(f"sts_scores: unknown sets {bad}; expected some of {EVAL_SETS}")
+    if bad or not sets: raise ValueError(f"sts_scores: {f'unknown sets {bad}' if bad else 'no sets given'}; "
+                                         f"expected some of {EVAL_SETS}")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"sts_scores: batch_size={batch_size!r} must be an int >= 1, or None for cfg.eval_batch_size")
     bs = batch_size or cfg.eval_batch_size
-    kit = isinstance(encoder, SentenceEncoder)
     seqs, spans = [], {}
     for name in sets:
         if kit: a, b, gold = cached_eval(cfg, name); a, b = a.take(range(len(a))), b.take(range(len(b)))

@@ -11,11 +11,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .config import Config
-from .files import atomic_write, read_json, write_json
+from .files import atomic_write, read_json, sweep_temps, write_json
 from .data import load_eval_set
 from .model import SentenceEncoder, count_params
 from .checkpoint import load_run, resolve_run, save_model
-from .hub import GIT_URL, save_pretrained
+from .hub import GIT_URL, keep_other_model, save_pretrained
 
 # %% auto #0
 __all__ = ['STATIC_WORDS', 'ST_CONFIG', 'static_tokenizer', 'static_table', 'static_card', 'export_static', 'st_module_class',
@@ -95,6 +95,8 @@ def export_static(run_or_model, folder, name: str | None = None) -> Path:
     cfg, model, metrics = _as_model(run_or_model)
     E, rows, w = static_table(model)
     folder, c = Path(folder), model.cfg
+    keep_other_model(folder, c, model, static=True)                  # never over another model or a run's weights
+    if folder.is_dir(): sweep_temps(folder)                                              # left by a killed export
     t = dict(embeddings=E, mapping=rows, weights=w)
     t = {k: v.numpy() for k, v in t.items() if v is not None}
     atomic_write(folder/'model.safetensors', lambda tmp: save_file(t, str(tmp)))

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00a_files.ipynb #58bbd39c
 from __future__ import annotations
-import contextlib, errno, json, os, shutil, tempfile, time
+import contextlib, errno, json, os, re, shutil, tempfile, time
 from pathlib import Path
 from .config import repo_root
 
@@ -31,6 +31,9 @@ def _os_problem(path, e: OSError, reading: bool) -> FileProblem:
         return FileProblem(where, f"permission denied: cannot {verb} it ({e.strerror or e})",
                            f"Make {where.parent if not reading else where} {'readable' if reading else 'writable'}, "
                            f"or point the run elsewhere (Config.out_dir / cache_dir)")
+    if e.errno in (errno.EEXIST, errno.ENOTDIR):
+        return FileProblem(where, f"a file stands where a folder is needed ({e.strerror or e})",
+                           "Move that file, or point the run elsewhere (Config.out_dir / cache_dir)")
     return FileProblem(where, f"{'reading' if reading else 'writing'} failed ({type(e).__name__}: {e})",
                        "Check the disk and the path, then run again")
 
@@ -40,7 +43,10 @@ def guard(path, reading: bool = True, what: str = 'file', fix: str = 'Restore a 
     try: yield
     except (FileProblem, FileNotFoundError, KeyboardInterrupt): raise
     except OSError as e: raise _os_problem(path, e, reading) from e
-    except Exception as e:
+    except Exception as e:                    # a library's own error type (tokenizers, safetensors) for an OS error
+        code = re.search(r'\(os error (\d+)\)', str(e))
+        if code or not reading and any(s in str(e).lower() for s in ('no space', 'too large')):
+            raise _os_problem(path, OSError(int(code[1]) if code else errno.ENOSPC, str(e)), reading) from e
         if not reading: raise
         raise FileProblem(path, f"not a valid {what} ({type(e).__name__}: {e})", fix) from e
 
@@ -64,7 +70,7 @@ def atomic_folder(folder: Path, fill, done: str) -> Path:
     folder = Path(folder)
     with guard(folder, reading=False):
         folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f'.tmp-{folder.name}-', dir=folder.parent))   # same file system
+        tmp = Path(tempfile.mkdtemp(prefix=f'.tmp-{os.getpid()}-{folder.name}-', dir=folder.parent))   # same disk
     try:
         with guard(folder, reading=False):
             fill(tmp)
@@ -95,14 +101,18 @@ def _alive(pid: int) -> bool:
     except PermissionError: return True
     return True
 
-def sweep_temps(folder, max_age_s: float = 86400) -> list:
-    "Delete `.<name>.tmp-<pid>` files in `folder` whose writer has ended (or that are older than max_age_s)."
+def sweep_temps(folder, max_age_s: float = 86400, folders: bool = False) -> list:
+    "Delete temp files `.<name>.tmp-<pid>` (and, if `folders`, folders `.tmp-<pid>-*`) whose writer has ended."
     gone = []
-    for p in Path(folder).glob('.*.tmp-*'):
-        pid = p.name.rsplit('.tmp-', 1)[1]
-        old = time.time() - p.stat().st_mtime > max_age_s
-        if p.is_file() and (old or not pid.isdigit() or (int(pid) != os.getpid() and not _alive(int(pid)))):
-            with contextlib.suppress(OSError): p.unlink(); gone.append(p.name)
+    for p in {*Path(folder).glob('.*.tmp-*'), *(Path(folder).glob('.tmp-*') if folders else [])}:
+        is_dir = p.is_dir()
+        if is_dir and not folders: continue
+        pid = p.name[5:].split('-', 1)[0] if is_dir else p.name.rsplit('.tmp-', 1)[1]
+        try: old = time.time() - p.stat().st_mtime > max_age_s
+        except OSError: continue                                  # gone meanwhile
+        # not the kit's name (no pid): never a file, a folder of an older kit by age only (its writer may still run)
+        if pid.isdigit() and (old or int(pid) != os.getpid() and not _alive(int(pid))) or is_dir and old:
+            with contextlib.suppress(OSError): shutil.rmtree(p) if is_dir else p.unlink(); gone.append(p.name)
     return sorted(gone)
 
 # %% ../nbs/00a_files.ipynb #f3c41c9c

@@ -6,16 +6,18 @@
 from __future__ import annotations
 import json, re, shutil, tempfile
 from pathlib import Path
+import torch
 import torch.nn as nn
 from .config import Config, ModelConfig
-from .files import atomic_write, read_json
+from .files import atomic_write, guard, read_json
 from .pairs import train_data_name
 from .model import count_params
-from .checkpoint import (MODEL_FILES, check_folder, load_run, read_configs, refuse_other_settings, resolve_run,
-                                   save_model)
+from .checkpoint import (MODEL_FILES, RunMismatch, check_folder, load_run, read_configs, read_tensors,
+                                   refuse_other_settings, resolve_run, save_model)
 
 # %% auto #0
-__all__ = ['GIT_URL', 'SET_NAMES', 'model_card', 'save_pretrained', 'from_pretrained', 'export_run', 'push_to_hub']
+__all__ = ['GIT_URL', 'SET_NAMES', 'model_card', 'keep_other_model', 'save_pretrained', 'from_pretrained', 'export_run',
+           'push_to_hub']
 
 # %% ../nbs/13_hub.ipynb #678b75f0
 GIT_URL = 'https://github.com/fourier-nb/fourier_nb'   # settings.ini's git_url (not shipped with the package)
@@ -91,6 +93,34 @@ def model_card(cfg: ModelConfig, n_params: int, metrics: dict | None = None, nam
     return '\n'.join(lines)
 
 # %% ../nbs/13_hub.ipynb #2e282516
+def _same_weights(path: Path, model: nn.Module) -> bool:
+    "Whether the safetensors file at `path` holds exactly `model`'s weights."
+    if not path.is_file(): return False
+    sd, own = read_tensors(path)[0], model.state_dict()
+    return set(sd) == set(own) and all(torch.equal(sd[k], own[k].detach().cpu()) for k in own)
+
+def keep_other_model(folder, cfg: Config | ModelConfig, model: nn.Module, static: bool = False):
+    "Refuse (RunMismatch) to save `model` (`static`: its static export) over another model or a training run's weights."
+    folder, why, fix = Path(folder), None, 'Save into another folder'
+    if (folder/'config.json').exists():
+        d = read_json(folder/'config.json', 'config.json', 'Restore the folder from a good copy')
+        kind, info = d.get('model_type'), d.get('fourier_nb')
+        if static and kind == 'model2vec' and isinstance(info, dict):          # a static export: of which model?
+            with guard(folder/'config.json', what='static export config', fix=f'Delete {folder} to export again'):
+                old = ModelConfig.from_dict(info['source'])
+            refuse_other_settings(folder, Config(**old.to_dict()), Config(**cfg.model.to_dict()), 'static export', fix)
+        elif kind or static:
+            why = f"holds a {kind or 'fourier_nb'} model, not a {'static export' if static else 'fourier_nb one'}"
+        else:
+            mc, run = read_configs(folder)
+            refuse_other_settings(folder, Config(**mc.to_dict()), Config(**cfg.model.to_dict()), 'model', fix)
+            if run is not None and isinstance(cfg, Config): refuse_other_settings(folder, run, cfg, 'run record', fix)
+    run_files = [n for n in ('checkpoint.safetensors', 'metrics.json') if (folder/n).exists()]
+    if why is None and run_files and not _same_weights(folder/'model.safetensors', model):
+        why = f"is a training run's folder ({', '.join(run_files)}): its weights would be replaced by other ones"
+    if why: raise RunMismatch(f"{folder} {why}. Nothing was changed. Save into another folder (export_run(run, folder) "
+                              f"copies a run), or delete {folder} first.")
+
 def save_pretrained(model: nn.Module, cfg: Config | None, folder, metrics: dict | str | Path | None = None,
                     name: str | None = None) -> Path:
     "Write config.json, model.safetensors, tokenizer.json and a README.md model card into `folder`."
@@ -102,9 +132,7 @@ def save_pretrained(model: nn.Module, cfg: Config | None, folder, metrics: dict 
         raise ValueError("The model has no tokenizer to save: "
                          "set model.tokenizer = fourier_nb.data.load_tokenizer(cfg)")
     if isinstance(metrics, (str, Path)): metrics = read_json(metrics, 'metrics file')
-    if (Path(folder)/'config.json').exists():                      # never replace a model of other settings
-        mc, _ = read_configs(folder)
-        refuse_other_settings(Path(folder), Config(**mc.to_dict()), Config(**cfg.model.to_dict()), 'model')
+    keep_other_model(folder, cfg, model)                            # never replace a model of other settings
     folder = save_model(folder, cfg, model, model.tokenizer)
     card = model_card(cfg, count_params(model), metrics, name or folder.name, count_params(model.embed))
     atomic_write(folder/'README.md', lambda tmp: Path(tmp).write_text(card))

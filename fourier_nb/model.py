@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_model.ipynb #f4af4d62
 from __future__ import annotations
-import itertools, reprlib
+import itertools, numbers, reprlib
 import numpy as np
 import torch
 import torch.nn as nn
@@ -124,13 +124,15 @@ class SentenceEncoder(nn.Module):
         if self.tokenizer is None:
             raise ValueError("This encoder has no tokenizer: load it with fourier_nb.from_pretrained(folder), or set "
                              "model.tokenizer = fourier_nb.data.load_tokenizer(cfg)")
-        _check_encode_args(batch_size, prompt_name, precision, truncate_dim, self.cfg.d_model)
+        _check_encode_args(batch_size, prompt_name, precision, truncate_dim, self.cfg.d_model, prompt,
+                           show_progress_bar=show_progress_bar, convert_to_numpy=convert_to_numpy,
+                           convert_to_tensor=convert_to_tensor, normalize_embeddings=normalize_embeddings)
         single, texts = isinstance(sentences, str), _as_texts(sentences)
         if prompt: texts = [prompt + t for t in texts]                         # as sentence-transformers: prefixed
         if device is not None: self.to(device)                                # as sentence-transformers does
         tokenize = getattr(self.tokenizer, 'encode_batch_fast', self.tokenizer.encode_batch)   # _fast: no char offsets
-        out = encode_ids(self, [e.ids for e in tokenize(texts)], batch_size, progress=show_progress_bar)   # (N, d)
-        if truncate_dim: out = out[:, :truncate_dim]                          # Matryoshka-style: the first dims
+        out = encode_ids(self, [e.ids for e in tokenize(texts)], int(batch_size), progress=bool(show_progress_bar))
+        if truncate_dim: out = out[:, :int(truncate_dim)]                          # Matryoshka-style: the first dims
         if normalize_embeddings: out = F.normalize(out, dim=-1)
         if single: out = out[0]
         if convert_to_tensor: return out
@@ -164,6 +166,7 @@ def encode_ids(model: nn.Module, seqs, batch_size: int = 32, bf16: bool = False,
                layers: int | None = None) -> torch.Tensor:
     "Sentence vectors (N, d), float32 on CPU, of N token-id sequences, in order: `model(ids, mask)` in eval mode, fast."
     from tqdm.auto import tqdm
+    _check_batch_size('encode_ids', batch_size)
     lens, flat = _flat(seqs)
     out = torch.empty(len(lens), model.cfg.d_model)                              # (N, d); made outside inference_mode
     if not len(lens): return out
@@ -202,18 +205,27 @@ def encode_ids(model: nn.Module, seqs, batch_size: int = 32, bf16: bool = False,
 
 PRECISIONS = ('float32',)   # sentence-transformers also has int8/uint8/binary/ubinary: calibration the kit does not do
 
-def _check_encode_args(batch_size, prompt_name, precision, truncate_dim, d: int):
+def _is_int(x) -> bool: return isinstance(x, numbers.Integral) and not isinstance(x, (bool, np.bool_))
+
+def _check_batch_size(who: str, batch_size):
+    if not _is_int(batch_size) or batch_size < 1:
+        raise ValueError(f"{who}: batch_size={batch_size!r} must be an int >= 1 (sentences per forward pass)")
+
+def _check_encode_args(batch_size, prompt_name, precision, truncate_dim, d: int, prompt=None, **flags):
     "A clear error for each `encode` argument the kit cannot honour as given."
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"encode: batch_size={batch_size!r} must be an int >= 1 (sentences per forward pass)")
+    _check_batch_size('encode', batch_size)
+    bad = [f'{k}={v!r}' for k, v in flags.items()
+           if not isinstance(v, (bool, np.bool_)) and not (k == 'show_progress_bar' and v is None)]
+    if bad: raise TypeError(f"encode: {', '.join(bad)}: expected True or False")
+    if prompt is not None and not isinstance(prompt, str):
+        raise TypeError(f"encode: prompt={prompt!r} ({type(prompt).__name__}) must be a str (or None)")
     if prompt_name is not None:
         raise ValueError(f"encode: prompt_name={prompt_name!r}: this model has no named prompts; pass the text as "
                          f"prompt='...' instead")
     if precision not in PRECISIONS:
         raise ValueError(f"encode: precision={precision!r} is not supported: use {PRECISIONS} (quantise the float32 "
                          f"vectors yourself, e.g. sentence_transformers.quantization.quantize_embeddings)")
-    if truncate_dim is not None and (isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int)
-                                     or not 1 <= truncate_dim <= d):
+    if truncate_dim is not None and (not _is_int(truncate_dim) or not 1 <= truncate_dim <= d):
         raise ValueError(f"encode: truncate_dim={truncate_dim!r} must be an int in [1, {d}] (or None)")
 
 def _as_texts(sentences) -> list:

@@ -8,11 +8,13 @@ import difflib, shutil
 from pathlib import Path
 import numpy as np
 from .config import Config
+from .files import FileProblem
 from .data import (EVAL_SETS, FIX, HUB, STSB_COLS, STSB_SPLITS, data_dir, hub_frame, read_parquet)
 
 # %% auto #0
 __all__ = ['NLI_COLS', 'NLI_LABELS', 'NLI_SETS', 'PAIR_FILES', 'DESCRIPTIONS', 'PRESETS', 'SOURCES', 'nli_paths', 'nli_pairs',
-           'parse_train_data', 'train_data_name', 'source_files', 'load_train_pairs', 'corpus_sentences', 'tiny_data']
+           'parse_train_data', 'train_data_name', 'check_data', 'source_files', 'load_train_pairs', 'corpus_sentences',
+           'tiny_data']
 
 # %% ../nbs/02a_pairs.ipynb #eee25046
 NLI_COLS, NLI_LABELS = ('premise', 'hypothesis', 'label'), (-1, 0, 1, 2)
@@ -60,8 +62,8 @@ def nli_pairs(cfg: Config, name: str) -> 'pd.DataFrame':
     parts, counts = [], {}
     for where, df in _nli_frames(cfg, name):
         bad = sorted(set(df.label.unique().tolist()) - set(NLI_LABELS))
-        if bad: raise ValueError(f"{where}: NLI labels {bad} outside {{-1, 0, 1, 2}} (0 entailment, 1 neutral, "
-                                 "2 contradiction, -1 no gold label): fix or replace the file")
+        if bad: raise FileProblem(where, f"NLI labels {bad} outside {{-1, 0, 1, 2}} (0 entailment, 1 neutral, "
+                                         "2 contradiction, -1 no gold label)", "Fix or replace the file")
         parts.append(_entailments(df, cfg.hard_negatives))
         counts['/'.join(Path(str(where)).parts[-2:]).removesuffix('.parquet')] = len(parts[-1])
     out = pd.concat(parts, ignore_index=True)
@@ -82,24 +84,26 @@ DESCRIPTIONS = {'nli-train': 'SNLI+MNLI train', 'dev-mix': 'dev-mix (SNLI val+te
 PRESETS = {'captions': 'dev-mix+flickr30k', 'all': 'dev-mix+pairs'}
 SOURCES = (*NLI_SETS, *PAIR_FILES, 'pairs')
 
-def parse_train_data(spec: str) -> list:
+def parse_train_data(spec: str, field: str = 'Config.train_data') -> list:
     "[(source, weight)] of a train_data spec such as 'dev-mix+flickr30k*0.5' (presets expanded), in order."
-    out = []
+    if not isinstance(spec, str): raise TypeError(f"{field}={spec!r}: expected a str such as 'dev-mix+flickr30k'")
+    out, at = [], f"{field}={spec!r}"
     for term in (x.strip() for x in PRESETS.get(spec.strip(), spec).split('+')):
-        name, _, w = term.partition('*')
+        name, star, w = term.partition('*')
         name = name.strip()
+        if name in PRESETS:
+            raise ValueError(f"{at}: {name!r} is a preset, used alone; in a mix write its sources: {PRESETS[name]!r}")
         if name not in SOURCES:
-            near = difflib.get_close_matches(name, [*SOURCES, *PRESETS], n=1)
-            raise ValueError(f"Config.train_data={spec!r}: unknown source {name!r}"
-                             + (f"; did you mean {near[0]!r}?" if near else '')
-                             + f". Sources: {', '.join(SOURCES)}; presets: {PRESETS}")
-        try: w = float(w) if w else 1.0
+            near = difflib.get_close_matches(name.lower(), [*SOURCES, *PRESETS], n=1)
+            raise ValueError(f"{at}: unknown source {name!r}" + (f"; did you mean {near[0]!r}?" if near else '.')
+                             + f" Sources: {', '.join(SOURCES)}; presets: {PRESETS}")
+        try: w = float(w) if star and w.strip() else 1.0 if not star else -1
         except ValueError: w = -1
-        if not 0 < w <= 1: raise ValueError(f"Config.train_data={spec!r}: the weight of {name!r} must be in (0, 1]")
-        if name in dict(out): raise ValueError(f"Config.train_data={spec!r}: {name!r} appears twice")
+        if not 0 < w <= 1: raise ValueError(f"{at}: the weight of {name!r} must be a number in (0, 1]")
+        if name in dict(out): raise ValueError(f"{at}: {name!r} appears twice")
         out.append((name, w))
     if 'pairs' in dict(out) and set(dict(out)) & set(PAIR_FILES):
-        raise ValueError(f"Config.train_data={spec!r}: 'pairs' already holds every pairs/ source")
+        raise ValueError(f"{at}: 'pairs' already holds every pairs/ source")
     return out
 
 def train_data_name(spec: str) -> str:
@@ -107,6 +111,13 @@ def train_data_name(spec: str) -> str:
     parts = [DESCRIPTIONS[n] + (f' x{w:g}' if w < 1 else '') for n, w in parse_train_data(spec)]
     tail = '' if [n for n, _ in parse_train_data(spec)] == ['nli-train'] else ' [not SNLI/MNLI train]'
     return ' + '.join(parts) + tail
+
+def check_data(cfg: Config):
+    "Raise a ValueError naming the field when cfg's train_data or teacher_corpus cannot be built, before anything runs."
+    names = [n for n, _ in parse_train_data(cfg.train_data)]
+    if cfg.teacher_corpus: parse_train_data(cfg.teacher_corpus, 'Config.teacher_corpus')
+    if cfg.hard_negatives and (other := [n for n in names if n not in NLI_SETS]):
+        raise ValueError(f"Config.hard_negatives=True needs NLI sources only; {other} have no contradictions")
 
 # %% ../nbs/02a_pairs.ipynb #00045266
 def _source(cfg: Config, name: str) -> 'pd.DataFrame':
@@ -134,6 +145,7 @@ def source_files(cfg: Config) -> list:
 def load_train_pairs(cfg: Config) -> 'pd.DataFrame':
     "The pairs cfg.train_data names, cut to max_pairs / train_fraction in the nested order; an int `group` per row."
     import pandas as pd
+    check_data(cfg)
     spec = parse_train_data(cfg.train_data)
     parts, counts = [], {}
     for i, (name, w) in enumerate(spec):

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 import torch
 from .config import Config, repo_root, run_dir
-from .files import guard, read_json, write_json
+from .files import FileProblem, guard, read_json, write_json
 from .data import load_tokenizer
 from .pairs import train_data_name
 from .model import count_params
@@ -124,7 +124,10 @@ def run_lock(folder):
     path = folder.parent/f'{folder.name}.lock'
     fd = None
     if dist_env()[0] == 0:
-        with guard(path.parent, reading=False): path.parent.mkdir(parents=True, exist_ok=True)
+        with guard(path.parent, reading=False):
+            try: path.parent.mkdir(parents=True, exist_ok=True)
+            except FileNotFoundError as e:                              # /proc/x, a vanished mount
+                raise FileProblem(path.parent, f"cannot be made ({e.strerror})", "Set Config.out_dir to another folder")
         fd = _acquire(folder, path)
     try:
         if fd is not None:

@@ -4,12 +4,12 @@
 
 # %% ../nbs/02d_teacher.ipynb #8ddf1c3e
 from __future__ import annotations
-import hashlib, importlib.util, json, os, platform, re, time
+import hashlib, importlib.util, json, numbers, os, platform, re, time
 from pathlib import Path
 import numpy as np
 from .config import Config, repo_root
-from .files import FileProblem, atomic_write, read_json, write_json
-from .pairs import corpus_sentences
+from .files import FileProblem, atomic_write, guard, read_json, sweep_temps, write_json
+from .pairs import check_data, corpus_sentences
 
 # %% auto #0
 __all__ = ['TEACHERS', 'teacher_folder', 'weights_sha', 'STTeacher', 'teacher_dir', 'encode_corpus', 'teacher_vectors',
@@ -70,10 +70,26 @@ def _refuse(folder: Path, have: dict, want: dict):
             f"{k}: cache {a!r} vs now {b!r}" for k, (a, b) in diff.items()),
             "Delete the folder to encode again (or set Config.cache_dir to use another)")
 
+def _record(path: Path, what: str, keys) -> dict:
+    "A teacher cache's JSON record holding `keys`; anything else is a FileProblem that names it."
+    fix = f"Delete {path.parent} to encode again"
+    d = read_json(path, what, fix)
+    if missing := [k for k in keys if k not in d]: raise FileProblem(path, f"lacks the fields {missing}", fix)
+    return d
+
+def _vectors(path: Path, shape: tuple, mode: str = 'r') -> np.ndarray:
+    "The memory-mapped vectors of a teacher cache, checked to be (n, dim); a damaged file is a FileProblem."
+    with guard(path, what='teacher vectors file', fix=f"Delete {path.parent} to encode again"):
+        v = np.load(path, mmap_mode=mode, allow_pickle=False)
+        if v.shape[:len(shape)] != shape: raise ValueError(f"shape {v.shape}, expected {shape}")
+    return v
+
 def encode_corpus(cfg: Config, corpus: str | None = None, teacher=None, chunk: int = 4096,
                   progress: bool = True) -> Path:
     "Encode the distinct sentences of `corpus` (a train_data spec) with the teacher into its cache folder; resumable."
     from tqdm.auto import tqdm
+    if not isinstance(chunk, numbers.Integral) or chunk < 1:
+        raise ValueError(f"encode_corpus: chunk={chunk!r} must be an int >= 1")
     corpus = corpus or cfg.teacher_corpus or cfg.train_data
     teacher = teacher or STTeacher(cfg.teacher)
     sentences = corpus_sentences(cfg, corpus)
@@ -81,21 +97,25 @@ def encode_corpus(cfg: Config, corpus: str | None = None, teacher=None, chunk: i
     if (folder/'manifest.json').exists():
         _refuse(folder, read_json(folder/'manifest.json', 'teacher manifest'), want)
         return folder                                                    # complete and matching: nothing to do
-    folder.mkdir(parents=True, exist_ok=True)
-    done, secs = 0, 0.0
+    with guard(folder, reading=False): folder.mkdir(parents=True, exist_ok=True)
+    sweep_temps(folder)                                                  # left by a killed write
+    done, secs, shape = 0, 0.0, (len(sentences), teacher.dim)
     if (folder/'progress.json').exists() and (folder/'vectors.npy').exists():
-        prog = read_json(folder/'progress.json', 'teacher progress file')
+        prog = _record(folder/'progress.json', 'teacher progress file', ('request', 'done', 'seconds'))
         _refuse(folder, prog['request'], want)
         done, secs = prog['done'], prog['seconds']
-        vecs = np.load(folder/'vectors.npy', mmap_mode='r+')
-    else: vecs = np.lib.format.open_memmap(folder/'vectors.npy', 'w+', np.float16, (len(sentences), teacher.dim))
+        vecs = _vectors(folder/'vectors.npy', shape, 'r+')
+    else:
+        with guard(folder/'vectors.npy', reading=False):
+            vecs = np.lib.format.open_memmap(folder/'vectors.npy', 'w+', np.float16, shape)
     bar = tqdm(total=len(sentences), initial=done, desc=f'{teacher.name} on {corpus}', disable=not progress,
                unit='sent', dynamic_ncols=True)
     for start in range(done, len(sentences), chunk):
         t0 = time.perf_counter()
         v = np.asarray(teacher.encode(sentences[start:start + chunk]), np.float32)
-        vecs[start:start + len(v)] = v.astype(np.float16)
-        vecs.flush()
+        with guard(folder/'vectors.npy', reading=False):
+            vecs[start:start + len(v)] = v.astype(np.float16)
+            vecs.flush()
         secs += time.perf_counter() - t0
         done = start + len(v)
         write_json(folder/'progress.json', dict(request=want, done=done, seconds=round(secs, 2)))
@@ -114,22 +134,29 @@ def teacher_vectors(cfg: Config, corpus: str | None = None, teacher_name: str | 
     corpus, name = corpus or cfg.teacher_corpus or cfg.train_data, teacher_name or cfg.teacher
     folder = teacher_dir(cfg, name, corpus)
     if not (folder/'manifest.json').exists():
+        flags = dict(teacher=name if name != Config.teacher else '', cache_dir=cfg.cache_dir, data_dir=cfg.data_dir)
+        cmd = ' '.join([f"python -m fourier_nb.teacher --corpus '{corpus}'",
+                        *(f"--{k.replace('_', '-')} '{v}'" for k, v in flags.items() if v)])
         raise FileNotFoundError(f"No complete teacher cache for {name} on {corpus!r} at {folder}: encode it first "
-                                f"with `python -m fourier_nb.teacher --corpus '{corpus}'` (it resumes if interrupted)")
-    man = read_json(folder/'manifest.json', 'teacher manifest')
+                                f"with `{cmd}` from the repo root (it resumes if interrupted)")
+    man = _record(folder/'manifest.json', 'teacher manifest', ('n', 'dim', 'sentences_sha', 'seconds',
+                                                                'sentences_per_s'))
     sentences = corpus_sentences(cfg, corpus)
     if man['n'] != len(sentences) or man['sentences_sha'] != _expect_sha(sentences):
         _refuse(folder, man, dict(corpus=corpus, n=len(sentences), sentences_sha=_expect_sha(sentences)))
-    return np.load(folder/'vectors.npy', mmap_mode='r'), {s: i for i, s in enumerate(sentences)}, man
+    return _vectors(folder/'vectors.npy', (man['n'], man['dim'])), {s: i for i, s in enumerate(sentences)}, man
 
 def _expect_sha(sentences: list) -> str: return hashlib.sha256('\n'.join(sentences).encode()).hexdigest()
 
 # %% ../nbs/02d_teacher.ipynb #1a9dc7ba
 def teacher_token_vectors(cfg: Config, teacher=None, batch: int = 512) -> np.ndarray:
     "(V, dim) float32: each token id alone through the teacher ([CLS] id [SEP], mean of the states), cached."
+    if not isinstance(batch, numbers.Integral) or batch < 1:
+        raise ValueError(f"teacher_token_vectors: batch={batch!r} must be an int >= 1")
     name = getattr(teacher, 'name', None) or cfg.teacher
     path = teacher_dir(cfg, name, 'vocabulary')/'tokens.npy'
-    if path.exists(): return np.load(path)
+    if path.parent.is_dir(): sweep_temps(path.parent)                    # left by a killed write
+    if path.exists(): return np.array(_vectors(path, (cfg.vocab_size,)))
     import torch
     teacher = teacher or STTeacher(cfg.teacher)
     st = teacher.model
@@ -148,6 +175,8 @@ def teacher_token_vectors(cfg: Config, teacher=None, batch: int = 512) -> np.nda
 
 def pca_table(table: np.ndarray, width: int) -> np.ndarray:
     "The rows of `table` projected on their first `width` principal axes (centred), float32: Model2Vec's reduction."
+    if not isinstance(width, numbers.Integral) or width < 1:
+        raise ValueError(f"pca_table: width={width!r} must be an int >= 1")
     x = table.astype(np.float64) - table.mean(0)
     _, _, vt = np.linalg.svd(x, full_matrices=False)
     if width > vt.shape[0]: raise ValueError(f"PCA to {width} dims: the teacher has only {vt.shape[0]}")
@@ -162,12 +191,20 @@ def main(argv=None):
     ap.add_argument('--teacher', default=Config.teacher, help=f'a teacher name ({", ".join(TEACHERS)}) or folder')
     ap.add_argument('--threads', type=int, default=0, help='torch CPU threads (0: torch default)')
     ap.add_argument('--tokens', action='store_true', help="also the teacher's vector of every vocabulary token")
+    ap.add_argument('--cache-dir', default='', help="the runs' Config.cache_dir (the teacher cache goes beside it)")
+    ap.add_argument('--data-dir', default='', help="the runs' Config.data_dir (default: $FNB_DATA_DIR)")
     a = ap.parse_args(argv)
+    if a.threads < 0: ap.error(f"--threads {a.threads}: must be >= 0 (0: torch's default)")
+    try: check_data(cfg := Config(teacher=a.teacher, train_data=a.corpus, cache_dir=a.cache_dir, data_dir=a.data_dir))
+    except (TypeError, ValueError) as e: ap.error(str(e).replace('Config.train_data', '--corpus'))
+    try: teacher_folder(a.teacher)
+    except (ValueError, ImportError, FileNotFoundError) as e: ap.error(f"--teacher: {e}")
     if a.threads: torch.set_num_threads(a.threads)
-    cfg = Config(teacher=a.teacher, train_data=a.corpus)
-    teacher = STTeacher(a.teacher)
-    folder = encode_corpus(cfg, a.corpus, teacher)
-    print(json.dumps(read_json(folder/'manifest.json'), indent=1))
-    if a.tokens: print('token vectors:', teacher_token_vectors(cfg, teacher).shape)
+    try:
+        teacher = STTeacher(a.teacher)
+        folder = encode_corpus(cfg, a.corpus, teacher)
+        print(json.dumps(read_json(folder/'manifest.json'), indent=1))
+        if a.tokens: print('token vectors:', teacher_token_vectors(cfg, teacher).shape)
+    except (FileProblem, FileNotFoundError) as e: ap.exit(1, f"{ap.prog}: {type(e).__name__}: {e}\n")
 
 if __name__ == '__main__' and 'get_ipython' not in globals(): main()

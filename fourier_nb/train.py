@@ -146,9 +146,10 @@ class Trainer:
         return True
 
     def _stop(self, value, step, seen_at=None):
+        kept = any((self.dir/p.ckpt).exists() for p in self.phases)  # never point at a folder that does not exist
         raise NonFiniteLoss(f"loss is {value} at step {step}" + (f" (seen at step {seen_at})" if seen_at else '')
-                            + f": the run stopped; the last good checkpoint is kept in {self.dir}"
-                            + ('' if any((self.dir/p.ckpt).exists() for p in self.phases) else ' (none was written yet)')
+                            + (f": the run stopped; the last good checkpoint is kept in {self.dir}" if kept else
+                               ": the run stopped before its first checkpoint (none was written yet)")
                             + ". Lower lr or check the data.")
 
     def log(self, loss: torch.Tensor, phase: Phase, bar):
