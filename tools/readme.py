@@ -62,7 +62,13 @@ if __name__ == '__main__':
     for nb_name, page in PAGES.items():
         text = build(nb_name)
         if '--check' in sys.argv:
-            if not (ROOT/page).exists() or (ROOT/page).read_text() != text: bad.append(page)
+            have = (ROOT/page).read_text() if (ROOT/page).exists() else ''
+            if have != text:
+                import difflib
+                bad.append(page)
+                diff = list(difflib.unified_diff(have.splitlines(), text.splitlines(), f'{page} (committed)',
+                                                 f'{page} (from nbs/{nb_name} and results/*.csv)', n=0, lineterm=''))
+                print('\n'.join(diff[:40] + ([f'... {len(diff) - 40} more lines'] if len(diff) > 40 else [])))
         else:
             (ROOT/page).write_text(text)
             print(f'wrote {ROOT/page}')
