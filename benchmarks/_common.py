@@ -7,8 +7,7 @@ size and threads (torch's, and those of the tokenizers' Rayon pool and of OpenMP
 For each model: sentences/s of `encode` (tokenization included, after a warm-up, best of --repeats), the peak RSS growth
 while encoding, the RSS growth of loading, the parameter count, and STS-B test Spearman x100 of the cosine of the two
 sentences' vectors, computed the same way for every model (fourier_nb.evaluate.spearman). Nothing is downloaded
-(HF_HUB_OFFLINE=1). The committed benchmarks/encode_cpu.json is the record of the older all-in-one script (encode_cpu.py,
-at commit 3fac38a); these scripts write their own JSON files."""
+(HF_HUB_OFFLINE=1). Each script writes its own JSON file in benchmarks/."""
 import argparse, ctypes, datetime, gc, importlib.util, json, os, platform, shutil, sys, threading, time
 from pathlib import Path
 os.environ.setdefault('HF_HUB_OFFLINE', '1')            # before any Hugging Face import: never touch the network
