@@ -20,7 +20,9 @@ BAGS = {'hash-mapping': dict(embedding='hash', hash_k=1, hash_weights=False, emb
         'hash-mapping-weights': dict(embedding='hash', hash_k=1, hash_weights=True, emb_norm=False),
         'hash-k2-norm': dict(embedding='hash', hash_k=2),
         'learned-norm': dict(embedding='learned'),
-        'fourier': dict(embedding='fourier')}
+        'fourier': dict(embedding='fourier'),
+        'demo-sized': dict(embedding='hash', hash_buckets=4096, hash_k=1, hash_weights=False, emb_norm=False,
+                           d_model=256)}                                   # configs/cpu-demo-bag.yaml's shape
 
 @pytest.fixture(scope='module')
 def tok(): return load_tokenizer(Config())
