@@ -17,6 +17,7 @@ NOTE = '<!-- Generated from nbs/{nb} by `make readme` (tools/readme.py): edit th
 
 def _render(cells: list) -> list:
     "Run the `#| echo: false` cells in one namespace (from nbs/); each becomes a markdown cell of its last expression."
+    from execnb.nbio import mk_cell
     ns, out, cwd = {'__name__': '__page__'}, [], os.getcwd()
     os.chdir(ROOT/'nbs')
     try:
@@ -30,7 +31,6 @@ def _render(cells: list) -> list:
             value = eval(compile(ast.Expression(last.value), '<page cell>', 'eval'), ns) if last else None
             if value is not None:
                 text = value if isinstance(value, str) else value._repr_markdown_()
-                from execnb.nbio import mk_cell
                 if text.strip(): out.append(mk_cell(text, cell_type='markdown'))
     finally: os.chdir(cwd)
     return out
